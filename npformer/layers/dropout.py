@@ -1,0 +1,42 @@
+"""Inverted dropout.  docs: derivations/dropout.md"""
+
+from npformer.layers.base import Layer
+
+
+class Dropout(Layer):
+    """Training: y = x * m / (1 - p) with m ~ Bernoulli(1 - p); evaluation: y = x.
+
+    Scaling by 1/(1-p) at training time keeps E[y] = x, so evaluation needs no rescaling.
+    The mask drawn in forward is the one backward uses. `freeze()` keeps reusing the last
+    mask, so a gradient check can run with dropout on.
+
+    Inputs: x (any shape).  Returns: y (same shape).
+    rng: a generator of the layer's backend (npformer.backend.default_rng), usually shared
+    by the whole model so that one seed fixes every mask.
+    """
+
+    def __init__(self, p, rng, xp=None, dtype="float32"):
+        super().__init__(xp, dtype)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}.")
+        self.p = p
+        self.rng = rng
+        self.frozen = False
+
+    def freeze(self, frozen=True):
+        """Reuse the last mask instead of drawing a new one (for gradient checks)."""
+        self.frozen = frozen
+
+    def forward(self, x, training=True):                         # x: (...)
+        if not training or self.p == 0.0:
+            self.cache = None
+            return x
+        if not (self.frozen and self.cache is not None and self.cache.shape == x.shape):
+            keep = self.rng.random(x.shape, dtype=x.dtype) >= self.p  # (...) bool, P(keep) = 1-p
+            self.cache = keep * x.dtype.type(1.0 / (1.0 - self.p))   # (...) the scaled mask m/(1-p)
+        return x * self.cache                                    # (...)  (DO-1)
+
+    def backward(self, dout):                                    # dout: (...)
+        if self.cache is None:
+            return dout
+        return dout * self.cache                                 # (...)  (DO-2)

@@ -1,0 +1,54 @@
+"""Embedding: row lookup y = W[ids], gradient by scatter-add.  docs: derivations/embedding.md"""
+
+import numpy as np
+
+from npformer.backend import get_xp, to_device, to_numpy
+from npformer.errors import InputError
+from npformer.layers.base import Layer
+
+
+class TokenError(InputError):
+    """Token ids that are not integers or fall outside the vocabulary."""
+
+
+def check_ids(ids, vocab, what="token ids"):
+    """Reject non-integer or out-of-range ids, on the host.
+
+    CuPy wraps an out-of-range index silently instead of raising, so this check cannot be
+    left to the lookup itself. Returns the ids as a host NumPy array.
+    """
+    host = to_numpy(ids)
+    if host.size and not np.issubdtype(host.dtype, np.integer):
+        raise TokenError(f"{what} must be integers, got dtype {host.dtype}.")
+    if host.size and (host.min() < 0 or host.max() >= vocab):
+        bad = host[(host < 0) | (host >= vocab)][0]
+        raise TokenError(f"{what} contain {int(bad)}, outside the vocabulary 0..{vocab - 1}.")
+    return host
+
+
+class Embedding(Layer):
+    """y = W[ids]: one row of W per token.
+
+    Inputs: ids (B, T) integers in [0, V).  Returns: y (B, T, D).
+    Parameters: W (V, D), drawn from N(0, 1/D) so that sqrt(D) * W has unit variance.
+    """
+
+    def __init__(self, vocab, d_model, rng, xp=None, dtype="float32"):
+        super().__init__(xp, dtype)
+        self.vocab = vocab
+        self.add_param("W", rng.normal(0.0, d_model ** -0.5, size=(vocab, d_model)))  # (V,D)
+
+    def forward(self, ids):                                      # ids: (B,T)
+        if get_xp(ids) is not self.xp or not hasattr(ids, "dtype"):
+            ids = to_device(check_ids(ids, self.vocab), self.xp)  # host ids cross here, checked
+        else:
+            check_ids(ids, self.vocab)
+        self.cache = ids
+        return self.params["W"][ids]                             # (B,T,D)  (EMB-1)
+
+    def backward(self, dout):                                    # dout: (B,T,D)
+        ids = self.cache
+        # A token that occurs k times receives the sum of its k row gradients. `dW[ids] += dout`
+        # would keep only one of them (buffered assignment), so scatter-add with add.at.
+        self.xp.add.at(self.grads["W"], ids, dout)               # (V,D)  (EMB-2)
+        return None                                              # ids are integers: no gradient

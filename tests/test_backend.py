@@ -1,0 +1,87 @@
+"""The backend switch, and the strict backend that stands in for CuPy in CI."""
+
+import numpy as np
+import pytest
+
+from npformer.backend import (BackendError, StrictError, backend_name, default_rng, get_backend, get_xp, strict,
+                              to_device, to_numpy)
+
+
+def test_numpy_is_the_default(monkeypatch):
+    monkeypatch.delenv("NPFORMER_BACKEND", raising=False)
+    assert get_backend() is np
+    assert backend_name() == "numpy"
+
+
+def test_environment_variable_selects(monkeypatch):
+    monkeypatch.setenv("NPFORMER_BACKEND", "strict")
+    assert get_backend() is strict
+    assert get_backend("numpy") is np                           # an explicit name wins
+
+
+def test_unknown_backend_is_one_clear_sentence():
+    with pytest.raises(BackendError, match="unknown backend 'jax'"):
+        get_backend("jax")
+
+
+def test_cupy_without_cupy_says_what_to_install():
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(BackendError, match=r"pip install npformer\[gpu\]"):
+        get_backend("cupy")
+
+
+def test_round_trip_and_get_xp():
+    a = np.arange(6.0).reshape(2, 3)
+    s = to_device(a, "strict")
+    assert get_xp(s) is strict and get_xp(a) is np
+    back = to_numpy(s)
+    assert isinstance(back, np.ndarray) and np.array_equal(back, a)
+    back[0, 0] = 99                                              # a copy, as from a device
+    assert to_numpy(s)[0, 0] == 0
+
+
+@pytest.mark.parametrize("mix", [
+    lambda s, h: s + h,
+    lambda s, h: h * s,
+    lambda s, h: np.exp(s) - h,
+    lambda s, h: s @ h.T,
+    lambda s, h: strict.concatenate([s, h]),
+    lambda s, h: strict.where(s > 0, h, s),
+    lambda s, h: s[np.array([0, 1])],
+])
+def test_strict_refuses_to_mix_host_and_device(mix):
+    s = to_device(np.ones((2, 3)), "strict")
+    with pytest.raises(StrictError):
+        mix(s, np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("convert", [np.asarray, np.array, lambda s: np.sum(s), lambda s: np.concatenate([s, s]),
+                                     lambda s: s.tolist()])
+def test_strict_refuses_implicit_conversion_and_numpy_functions(convert):
+    s = to_device(np.ones((2, 3)), "strict")
+    with pytest.raises(StrictError):
+        convert(s)
+
+
+def test_strict_allows_what_cupy_allows():
+    s = to_device(np.arange(6.0).reshape(2, 3), "strict")
+    assert float(s.sum()) == 15.0                                # a scalar out of a 0-d array
+    assert (s * 2.0 + np.float32(1)).shape == (2, 3)             # Python and NumPy scalars
+    g = strict.zeros((4, 3))
+    strict.add.at(g, to_device(np.array([0, 0, 2]), "strict"), strict.ones((3, 3)))
+    assert to_numpy(g)[:, 0].tolist() == [2.0, 0.0, 1.0, 0.0]
+    view = s.T
+    view += 1                                                    # in place through a view, as CuPy
+    assert to_numpy(s)[0, 0] == 1.0
+
+
+def test_seeded_generators_repeat():
+    for name in ("numpy", "strict"):
+        xp = get_backend(name)
+        a = to_numpy(default_rng(xp, 5).random((3,), dtype=np.float32))
+        b = to_numpy(default_rng(xp, 5).random((3,), dtype=np.float32))
+        assert a.dtype == np.float32 and np.array_equal(a, b)
