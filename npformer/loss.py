@@ -1,0 +1,47 @@
+"""Cross-entropy from logits, with label smoothing and padding.  docs: derivations/crossentropy.md
+
+Over the N non-pad target tokens, with p = softmax(logits) and the target distribution
+q = (1 - eps) onehot(y) + eps / V (eps = label smoothing, spread over all V classes as PyTorch does):
+
+    loss = -(1/N) sum_tokens sum_v q_v log p_v           dlogits = (p - q) / N   at non-pad tokens, 0 elsewhere
+"""
+
+from npformer.backend import get_xp, to_device
+from npformer.errors import InputError
+from npformer.layers.embedding import check_ids
+
+
+def cross_entropy(logits, targets, pad_id=0, label_smoothing=0.0):
+    """Mean cross-entropy over non-pad tokens, and its gradient.
+
+    Inputs: logits (B,T,V) float, targets (B,T) integer ids (host or device).
+    Returns: (loss as a Python float, dlogits (B,T,V) of logits' dtype and backend).
+    """
+    xp = get_xp(logits)
+    B, T, V = logits.shape
+    if tuple(targets.shape) != (B, T):
+        raise InputError(f"targets have shape {tuple(targets.shape)} but logits have (B, T) = {(B, T)}.")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise InputError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+    host_targets = check_ids(targets, V, "target ids")
+    n_tokens = int((host_targets != pad_id).sum())
+    if n_tokens == 0:
+        raise InputError("the batch has no target token that is not padding, so its loss is undefined.")
+    targets = to_device(host_targets, xp)
+
+    m = logits.max(axis=-1, keepdims=True)                       # (B,T,1)  log-sum-exp shifted by the max
+    shifted = logits - m                                         # (B,T,V)
+    logsumexp = xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))  # (B,T,1)
+    logp = shifted - logsumexp                                   # (B,T,V)  (CE-1)
+    valid = (targets != pad_id)                                  # (B,T)
+    rows = xp.arange(B)[:, None], xp.arange(T)[None, :]
+    nll = -logp[rows[0], rows[1], targets]                       # (B,T)  -log p of the true token
+    smooth = -logp.mean(axis=-1)                                 # (B,T)  -mean_v log p_v
+    per_token = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (B,T)
+    loss = float((per_token * valid).sum()) / n_tokens           # (CE-2)
+
+    dlogits = xp.exp(logp)                                       # (B,T,V)  p
+    dlogits -= label_smoothing / V                               # q's uniform part
+    dlogits[rows[0], rows[1], targets] -= 1.0 - label_smoothing  # q's one-hot part
+    dlogits *= (valid / n_tokens)[..., None].astype(logits.dtype)  # (B,T,V)  padding gets 0  (CE-3)
+    return loss, dlogits

@@ -1,0 +1,55 @@
+"""TransformerConfig: every size and choice of the model, checked before any array is made."""
+
+from dataclasses import asdict, dataclass, fields
+
+from npformer.errors import ConfigError
+
+
+@dataclass
+class TransformerConfig:
+    src_vocab: int
+    tgt_vocab: int
+    d_model: int = 128
+    n_heads: int = 4
+    d_ff: int = 512
+    n_layers: int = 2
+    dropout: float = 0.1
+    max_len: int = 512
+    norm: str = "post"                # "post" (the paper) or "pre"
+    positional: str = "sinusoidal"    # or "learned"
+    tie_embeddings: bool = False      # one matrix for both embeddings and the output projection
+    pad_id: int = 0
+    activation: str = "relu"          # or "gelu"
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        for name in ("src_vocab", "tgt_vocab", "d_model", "n_heads", "d_ff", "n_layers", "max_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
+        choices = {"norm": ("post", "pre"), "positional": ("sinusoidal", "learned"), "activation": ("relu", "gelu")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}.")
+        if self.tie_embeddings and self.src_vocab != self.tgt_vocab:
+            raise ConfigError(f"tie_embeddings needs one vocabulary, but src_vocab={self.src_vocab} "
+                              f"and tgt_vocab={self.tgt_vocab}.")
+        if not 0 <= self.pad_id < min(self.src_vocab, self.tgt_vocab):
+            raise ConfigError(f"pad_id {self.pad_id} is outside the vocabulary.")
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}.")
+        return cls(**d)
