@@ -8,8 +8,8 @@ from npformer.layers.base import Layer
 class LayerNorm(Layer):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta, over the last axis.
 
-    The variance is the biased one (divide by D), eps sits inside the square root, as in the
-    original paper and in PyTorch. Inputs: x (..., D).  Returns: y (..., D).
+    The variance is the biased one (divide by D), as in the layer-normalisation paper; eps sits
+    inside the square root, as in PyTorch. Inputs: x (..., D).  Returns: y (..., D).
     Parameters: gamma (D,) = 1, beta (D,) = 0.
     """
 
@@ -35,7 +35,7 @@ class LayerNorm(Layer):
         sum_axes = tuple(range(dout.ndim - 1))                   # gamma and beta broadcast over every leading axis
         self.grads["beta"] += dout.sum(axis=sum_axes)            # (D,)  (LN-5)
         self.grads["gamma"] += (dout * xhat).sum(axis=sum_axes)  # (D,)  (LN-6)
-        dxhat = dout * self.params["gamma"]                      # (...,D)  fwd: y = gamma * xhat + beta
+        dxhat = dout * self.params["gamma"]                      # (...,D)  fwd: y = gamma * xhat + beta  (LN-7)
         # xhat depends on x directly and through mu and var; the two means collect those paths.
         return rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
                        - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))  # (...,D)  (LN-7)
