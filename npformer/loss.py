@@ -6,9 +6,21 @@ q = (1 - eps) onehot(y) + eps / V (eps = label smoothing, spread over all V clas
     loss = -(1/N) sum_tokens sum_v q_v log p_v           dlogits = (p - q) / N   at non-pad tokens, 0 elsewhere
 """
 
+import numbers
+
 from npformer.backend import get_xp, to_device
 from npformer.errors import InputError
 from npformer.layers.embedding import check_ids
+
+
+def log_softmax(logits):
+    """log p = x - logsumexp(x) over the last axis, shifted by the row max so exp never overflows.
+
+    Inputs: logits (..., V).  Returns: log-probabilities (..., V), same dtype and backend.
+    """
+    xp = get_xp(logits)
+    shifted = logits - logits.max(axis=-1, keepdims=True)        # (...,V)  the largest entry becomes 0
+    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))  # (...,V)
 
 
 def cross_entropy(logits, targets, pad_id=0, label_smoothing=0.0):
@@ -18,21 +30,21 @@ def cross_entropy(logits, targets, pad_id=0, label_smoothing=0.0):
     Returns: (loss as a Python float, dlogits (B,T,V) of logits' dtype and backend).
     """
     xp = get_xp(logits)
+    if logits.ndim != 3:
+        raise InputError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}.")
     B, T, V = logits.shape
-    if tuple(targets.shape) != (B, T):
-        raise InputError(f"targets have shape {tuple(targets.shape)} but logits have (B, T) = {(B, T)}.")
-    if not 0.0 <= label_smoothing < 1.0:
-        raise InputError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+            or not 0.0 <= label_smoothing < 1.0:
+        raise InputError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}.")
     host_targets = check_ids(targets, V, "target ids")
+    if host_targets.shape != (B, T):
+        raise InputError(f"targets have shape {host_targets.shape} but logits have (B, T) = {(B, T)}.")
     n_tokens = int((host_targets != pad_id).sum())
     if n_tokens == 0:
         raise InputError("the batch has no target token that is not padding, so its loss is undefined.")
     targets = to_device(host_targets, xp)
 
-    m = logits.max(axis=-1, keepdims=True)                       # (B,T,1)  log-sum-exp shifted by the max
-    shifted = logits - m                                         # (B,T,V)
-    logsumexp = xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))  # (B,T,1)
-    logp = shifted - logsumexp                                   # (B,T,V)  (CE-1)
+    logp = log_softmax(logits)                                   # (B,T,V)  (CE-1)
     valid = (targets != pad_id)                                  # (B,T)
     rows = xp.arange(B)[:, None], xp.arange(T)[None, :]
     nll = -logp[rows[0], rows[1], targets]                       # (B,T)  -log p of the true token

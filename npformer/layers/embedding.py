@@ -17,7 +17,11 @@ def check_ids(ids, vocab, what="token ids"):
     CuPy wraps an out-of-range index silently instead of raising, so this check cannot be
     left to the lookup itself. Returns the ids as a host NumPy array.
     """
-    host = to_numpy(ids)
+    try:
+        host = to_numpy(ids)
+    except ValueError:                                           # NumPy refuses ragged nested lists
+        raise TokenError(f"{what} must be a rectangular batch (B, length) of integers; "
+                         "pad the rows to one length.") from None
     if host.size and not np.issubdtype(host.dtype, np.integer):
         raise TokenError(f"{what} must be integers, got dtype {host.dtype}.")
     if host.size and (host.min() < 0 or host.max() >= vocab):
@@ -38,10 +42,12 @@ class Embedding(Layer):
         self.vocab = vocab
         self.add_param("W", rng.normal(0.0, d_model ** -0.5, size=(vocab, d_model)))  # (V,D)
 
-    def forward(self, ids):                                      # ids: (B,T)
+    def forward(self, ids, checked=False):                       # ids: (B,T)
+        """checked=True: the caller already ran check_ids on these device ids (the model does, at
+        its boundary), so the host round trip, a device sync on a GPU, is skipped."""
         if get_xp(ids) is not self.xp or not hasattr(ids, "dtype"):
             ids = to_device(check_ids(ids, self.vocab), self.xp)  # host ids cross here, checked
-        else:
+        elif not checked:
             check_ids(ids, self.vocab)
         self.cache = ids
         return self.params["W"][ids]                             # (B,T,D)  (EMB-1)

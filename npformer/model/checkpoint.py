@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 
 from npformer.backend import to_device, to_numpy
-from npformer.errors import NpformerError
+from npformer.errors import ConfigError, NpformerError
 
 FORMAT = "npformer-checkpoint-1"
 
@@ -27,8 +27,14 @@ def save(model, path, extra=None, meta=None):
     arrays = {f"param/{k}": to_numpy(v) for k, v in model.parameters().items()}
     for k, v in (extra or {}).items():
         arrays[f"extra/{k}"] = np.asarray(v)
-    header = {"format": FORMAT, "config": model.cfg.to_dict(), "dtype": str(model.dtype), "meta": meta or {}}
-    arrays["header"] = np.array(json.dumps(header))
+        if arrays[f"extra/{k}"].dtype.hasobject:                 # would be pickled, and never load again
+            raise CheckpointError(f"extra array {k!r} holds Python objects; a checkpoint keeps numbers and text only.")
+    header = {"format": FORMAT, "model": getattr(model, "kind", "transformer"), "config": model.cfg.to_dict(),
+              "dtype": str(model.dtype), "meta": meta or {}}
+    try:
+        arrays["header"] = np.array(json.dumps(header))
+    except TypeError as e:
+        raise CheckpointError(f"the checkpoint's meta must be JSON data ({e}).") from None
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -51,13 +57,20 @@ def read(path):
     if os.path.isdir(path):
         raise CheckpointError(f"{path} is a directory, not a checkpoint file.")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)                    # never unpickles: loading runs no code
+        if not hasattr(z, "files"):                              # a lone .npy array, not an .npz archive
+            raise ValueError
+        with z:
             files = {k: z[k] for k in z.files}
-        header = json.loads(str(files.pop("header")))
-    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
         raise CheckpointError(f"{path} is not a readable npformer checkpoint (truncated or another kind of file).") from None
+    try:
+        header = json.loads(str(files.pop("header")))
+    except (KeyError, ValueError):
+        header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an npformer checkpoint (format {header.get('format')!r}).")
+        found = f"format {header.get('format')!r}" if isinstance(header, dict) else "no npformer header"
+        raise CheckpointError(f"{path} is not an npformer checkpoint ({found}).")
     params = {k[len("param/"):]: v for k, v in files.items() if k.startswith("param/")}
     extra = {k[len("extra/"):]: v for k, v in files.items() if k.startswith("extra/")}
     return header, params, extra
@@ -77,9 +90,27 @@ def load_into(model, params, path="checkpoint"):
 
 
 def load(path, backend=None, dtype=None):
-    """A Transformer with the parameters and config saved at `path`, on `backend`."""
-    from npformer.model.transformer import Transformer
+    """The model (a Transformer, or the class the header's "model" names) saved at `path`, on `backend`."""
     header, params, _ = read(path)
-    model = Transformer(header["config"], dtype=dtype or header.get("dtype", "float32"), backend=backend)
+    model_class = _model_class(header.get("model", "transformer"), path)
+    try:
+        model = model_class(header["config"], dtype=dtype or header.get("dtype", "float32"), backend=backend)
+    except (KeyError, TypeError, ConfigError) as e:              # an edited or damaged header
+        reason = str(e).rstrip(".")
+        raise CheckpointError(f"{path} holds a configuration this npformer cannot build ({reason}).") from None
     load_into(model, params, path)
     return model
+
+
+def _model_class(kind, path):
+    """The class a header's "model" names (headers written before the key existed: the Transformer)."""
+    if kind == "transformer":
+        from npformer.model.transformer import Transformer
+        return Transformer
+    if kind == "rnn":
+        from npformer.model.rnn import RNNSeq2Seq
+        return RNNSeq2Seq
+    if kind == "vision":
+        from npformer.model.vision import VisionTransformer
+        return VisionTransformer
+    raise CheckpointError(f"{path} holds a model of kind {kind!r}, which this npformer cannot build.")

@@ -53,8 +53,10 @@ class Transformer(Layer):
             self.tgt_pos = SinusoidalPositionalEncoding(cfg.max_len, D, **common)
         self.src_drop = Dropout(p, self.drop_rng, **common)
         self.tgt_drop = Dropout(p, self.drop_rng, **common)
-        self.encoder = Encoder(N, D, H, F, p, rng, self.drop_rng, cfg.norm, cfg.activation, **common)
-        self.decoder = Decoder(N, D, H, F, p, rng, self.drop_rng, cfg.norm, cfg.activation, **common)
+        self.encoder = Encoder(N, D, H, F, p, rng, self.drop_rng, cfg.norm, cfg.activation, **common,
+                               score=cfg.attention_score)
+        self.decoder = Decoder(N, D, H, F, p, rng, self.drop_rng, cfg.norm, cfg.activation, **common,
+                               score=cfg.attention_score)
         self.generator = Linear(D, cfg.tgt_vocab, rng, **common)
         if cfg.tie_embeddings:
             # Section 3.4: one (V,D) matrix serves both embeddings and, transposed, the output
@@ -71,8 +73,8 @@ class Transformer(Layer):
         host = check_ids(ids, vocab, what)
         if host.ndim != 2:
             raise InputError(f"{what} must be a 2-D batch (B, length), got shape {host.shape}.")
-        if host.shape[1] == 0:
-            raise InputError(f"{what} are empty (length 0).")
+        if 0 in host.shape:
+            raise InputError(f"{what} are empty (shape {host.shape}).")
         if host.shape[1] > self.cfg.max_len:
             raise InputError(f"{what} have length {host.shape[1]}, longer than max_len={self.cfg.max_len}.")
         return to_device(host, self.xp)
@@ -87,17 +89,21 @@ class Transformer(Layer):
     # ------------------------------------------------------------------ forward
 
     def encode(self, src, training=False):
-        """src (B,S) device ids -> memory (B,S,D), src_keep (B,1,1,S)."""
+        """src (B,S) ids already through check_tokens -> memory (B,S,D), src_keep (B,1,1,S)."""
         src_keep = padding_keep(src, self.cfg.pad_id)            # (B,1,1,S)
-        x = self.src_embed.forward(src) * self.emb_scale         # (B,S,D)  (TF-1)
+        x = self.src_embed.forward(src, checked=True) * self.emb_scale  # (B,S,D)  (TF-1)
         x = self.src_drop.forward(self.src_pos.forward(x), training)  # (B,S,D)  (TF-2)
         return self.encoder.forward(x, src_keep, training), src_keep  # (B,S,D)  (TF-3)
 
     def decode(self, tgt, memory, src_keep, training=False, caches=None, start=0):
         """tgt (B,T) device ids -> logits (B,T,V). With caches (inference), tgt holds only the
         new positions, starting at `start`, and earlier keys and values come from the caches."""
-        tgt_keep = None if caches is not None else target_keep(tgt, self.cfg.pad_id)  # (B,1,T,T)
-        y = self.tgt_embed.forward(tgt) * self.emb_scale         # (B,T,D)  (TF-1)
+        if caches is None:
+            tgt_keep = target_keep(tgt, self.cfg.pad_id)         # (B,1,T,T)
+        else:                                                    # query t is position start+t: keys 0 .. start+t
+            T = tgt.shape[1]
+            tgt_keep = self.xp.tri(T, start + T, start, dtype=bool)[None, None]  # (1,1,T,start+T)  causal
+        y = self.tgt_embed.forward(tgt, checked=True) * self.emb_scale  # (B,T,D)  (TF-1)
         y = self.tgt_drop.forward(self.tgt_pos.forward(y, start), training)  # (B,T,D)  (TF-2)
         y = self.decoder.forward(y, memory, tgt_keep, src_keep, training, caches)  # (B,T,D)  (TF-4)
         return self.generator.forward(y)                         # (B,T,V)  (TF-5)
@@ -128,10 +134,10 @@ class Transformer(Layer):
         from npformer.model.decoding import greedy_decode
         return greedy_decode(self, src, max_len, bos_id, eos_id)
 
-    def beam_search(self, src, beam_size=4, max_len=20, bos_id=1, eos_id=2, length_penalty=0.6):
-        """Batched beam search; host int array (B, L), the best beam per row."""
+    def beam_search(self, src, beam_size=4, max_len=20, bos_id=1, eos_id=2, length_penalty=0.6, return_scores=False):
+        """Batched beam search; host int array (B, L), the best beam per row (and its score)."""
         from npformer.model.decoding import beam_search
-        return beam_search(self, src, beam_size, max_len, bos_id, eos_id, length_penalty)
+        return beam_search(self, src, beam_size, max_len, bos_id, eos_id, length_penalty, return_scores)
 
     def save(self, path, extra=None, meta=None):
         """Write the parameters and config to `path` (.npz), atomically."""
