@@ -11,11 +11,18 @@ import sys
 from npformer.errors import NpformerError
 
 # Subcommands, in the order `npformer --help` lists them. Each names a module in this package.
-COMMANDS = ["gradcheck"]
+COMMANDS = ["train", "eval", "decode", "gradcheck", "plot", "bench"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, and where --help is), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="npformer",
         description="The Transformer on NumPy/CuPy with hand-written, gradient-checked backward passes.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

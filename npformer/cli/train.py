@@ -1,0 +1,105 @@
+"""`npformer train`: train on copy, reverse or sort until held-out exact match reaches the target."""
+
+import sys
+
+from npformer.cli import add_backend_flag
+from npformer.errors import ConfigError
+from npformer.layers.scores import SCORES
+
+# (flag, TrainConfig field, type, help). Defaults come from TrainConfig, so they live in one place.
+FLAGS = [
+    ("--task", "task", str, "copy, reverse or sort"),
+    ("--steps", "steps", int, "most optimiser steps"),
+    ("--batch-size", "batch_size", int, "sequences per step"),
+    ("--symbols", "n_symbols", int, "alphabet size (vocabulary = symbols + PAD, BOS, EOS)"),
+    ("--min-len", "min_len", int, "shortest source sequence"),
+    ("--max-len", "max_len", int, "longest source sequence"),
+    ("--d-model", "d_model", int, "model width"),
+    ("--n-heads", "n_heads", int, "attention heads"),
+    ("--d-ff", "d_ff", int, "feed-forward width"),
+    ("--n-layers", "n_layers", int, "encoder layers (and as many decoder layers)"),
+    ("--dropout", "dropout", float, "dropout probability"),
+    ("--norm", "norm", str, "post (the paper) or pre"),
+    ("--model", "model", str, "transformer, rnn (GRU encoder-decoder, one context vector) or rnn-attention (Bahdanau)"),
+    ("--attention-score", "attention_score", str, "the Transformer's attention score (layers/scores.py)"),
+    ("--lr", "lr", float, "learning rate after warm-up (for --schedule paper: the factor of LR-1)"),
+    ("--warmup", "warmup", int, "warm-up steps"),
+    ("--schedule", "schedule", str, "constant (linear warm-up to --lr) or paper (warm-up, then 1/sqrt(step))"),
+    ("--clip", "clip", float, "global gradient-norm bound; 0 turns clipping off"),
+    ("--label-smoothing", "label_smoothing", float, "label smoothing of the loss"),
+    ("--eval-every", "eval_every", int, "steps between held-out evaluations (and checkpoints)"),
+    ("--eval-size", "eval_size", int, "held-out sequences"),
+    ("--target", "target", float, "stop when held-out exact match reaches this"),
+    ("--seed", "seed", int, "seed of parameters, batches and dropout"),
+]
+CHOICES = {"task": ("copy", "reverse", "sort"), "norm": ("post", "pre"), "schedule": ("constant", "paper"),
+           "model": ("transformer", "rnn", "rnn-attention"), "attention_score": SCORES}
+
+
+def add_parser(sub):
+    from npformer.train.loop import TrainConfig  # light: dataclasses over modules already loaded
+    defaults = TrainConfig()
+    p = sub.add_parser(
+        "train", help="train a model on a toy task (default: reverse) and report held-out exact match",
+        description="Train the Transformer on copy, reverse or sort. Shows a progress bar (loss, learning "
+                    "rate, tokens/s), evaluates greedy decoding on a held-out set every --eval-every steps, "
+                    "stops when exact match reaches --target, and writes DIR/model.npz and DIR/metrics.jsonl.")
+    add_backend_flag(p)
+    for flag, name, kind, text in FLAGS:
+        # default None: on --resume only the flags actually given are compared with the saved run
+        p.add_argument(flag, dest=name, type=kind, default=None, choices=CHOICES.get(name),
+                       metavar=None if name in CHOICES else name.split("_")[-1].upper(),
+                       help=f"{text} (default {getattr(defaults, name)})")
+    p.add_argument("--out", metavar="DIR", default=None, help="run directory (default runs/TASK)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in DIR from its checkpoint (optimiser, step and generators too)")
+    p.add_argument("--force", action="store_true", help="start over even if DIR already holds a run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    import os
+
+    from npformer.backend import name_of
+    from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer, fresh
+
+    given = {name: getattr(args, name) for _, name, _, _ in FLAGS if getattr(args, name) is not None}
+    out = args.out or os.path.join("runs", given.get("task", TrainConfig.task))
+    if args.resume and args.force:
+        raise ConfigError("--resume and --force contradict each other: choose one.")
+    if args.resume:
+        trainer = Trainer.resume(out, backend=args.backend, **given)
+        print(f"resuming {out} at step {trainer.step} of {trainer.cfg.steps}")
+        if not trainer.resumed_exactly:
+            print("note: this backend cannot restore the dropout generator's state, so dropout masks are "
+                  "reseeded: the run goes on deterministically, but not exactly as an unbroken one would.")
+    else:
+        trainer = fresh(TrainConfig(**given), out, backend=args.backend, force=args.force)
+    cfg = trainer.cfg
+    shape = (f"{cfg.n_heads} heads, d_ff {cfg.d_ff}, {cfg.n_layers}+{cfg.n_layers} layers, {cfg.norm}-norm"
+             + ("" if cfg.attention_score == "scaled_dot" else f", {cfg.attention_score} score")
+             if cfg.model == "transformer" else f"{cfg.model}: GRU encoder-decoder, hidden width d_model")
+    print(f"{cfg.task}: {cfg.n_symbols} symbols, lengths {cfg.min_len}..{cfg.max_len}; d_model {cfg.d_model}, "
+          f"{shape}; "
+          f"batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.schedule}, {cfg.warmup} warm-up), "
+          f"backend {name_of(trainer.model.xp)}", flush=True)
+    try:
+        result = trainer.run(progress=False if args.no_progress else None)  # None: a bar on a terminal only
+    except KeyboardInterrupt:
+        kept = (f"{os.path.join(out, CHECKPOINT)} holds step {trainer.saved_step}: continue with "
+                f"`npformer train --resume --out {out}`." if trainer.saved_step else "no checkpoint was written.")
+        print(f"npformer train: interrupted at step {trainer.step}; {kept}", file=sys.stderr)
+        return 130
+
+    verdict = (f"reached the target {cfg.target}" if result.reached
+               else f"did not reach the target {cfg.target} within {cfg.steps} steps")
+    minutes, seconds = divmod(result.wall_s, 60)
+    print(f"held-out exact match {result.exact_match:.3f} ({cfg.eval_size} sequences), token accuracy "
+          f"{result.token_accuracy:.4f} at step {result.step}: {verdict}")
+    print(f"wall time {int(minutes)}m{seconds:04.1f}s for {result.step} steps")
+    print(f"wrote {os.path.join(out, CHECKPOINT)} and {os.path.join(out, METRICS)}")
+    print("samples (source -> expected | produced):")
+    for line in result.samples:
+        print(f"  {line}")
+    return 0

@@ -1,0 +1,115 @@
+"""Adam, the learning-rate schedules and global-norm gradient clipping.  docs: derivations/adam.md
+
+Section 5.3 of the paper: Adam with beta1 = 0.9, beta2 = 0.98, eps = 1e-9, and
+
+    lr(step) = factor * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)        (LR-1)
+
+which rises linearly for `warmup` steps and then decays as 1/sqrt(step). The default recipe
+here uses the simpler linear warm-up to a constant (LR-2). Steps count from 1.
+
+Everything runs on the parameters' own backend (xp = get_xp(param)); nothing leaves the device.
+"""
+
+import math
+
+from npformer.backend import get_xp, to_device, to_numpy
+
+
+# ----------------------------------------------------------------------------- schedules
+
+def paper_lr(step, d_model, warmup, factor=1.0):
+    """The paper's schedule (LR-1): linear warm-up, then inverse square-root decay."""
+    return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)  # (LR-1)
+
+
+def warmup_constant_lr(step, lr, warmup):
+    """Linear warm-up from lr/warmup at step 1 to `lr` at step `warmup`, then constant (LR-2)."""
+    return lr * min(1.0, step / warmup) if warmup > 0 else lr  # (LR-2)
+
+
+SCHEDULES = ("constant", "paper")
+
+
+def learning_rate(step, schedule, lr, warmup, d_model):
+    """The learning rate at `step` (from 1). For "paper", `lr` is the factor that scales LR-1."""
+    if schedule == "paper":
+        return paper_lr(step, d_model, warmup, factor=lr)
+    return warmup_constant_lr(step, lr, warmup)
+
+
+# ----------------------------------------------------------------------------- clipping
+
+def clip_grad_norm(grads, max_norm):
+    """Scale every gradient by min(1, max_norm / ||g||), ||g|| the norm of all of them together.
+
+    Works in place and on the device: the scale stays a 0-d device array, so clipping costs
+    no transfer. Returns the norm before clipping (0-d, on the device; float() it to log it).
+    max_norm <= 0 only measures.
+    """
+    grads = list(grads.values()) if isinstance(grads, dict) else list(grads)
+    xp = get_xp(grads[0])
+    total = sum((g * g).sum() for g in grads)                    # ()  sum of squares, over every tensor
+    norm = xp.sqrt(total)                                        # ()  global L2 norm
+    if max_norm > 0:
+        scale = xp.minimum(1.0, max_norm / (norm + 1e-6))        # ()  1 when already inside the ball
+        for g in grads:
+            g *= scale.astype(g.dtype)
+    return norm
+
+
+# ----------------------------------------------------------------------------- Adam
+
+class Adam:
+    """Adam (Kingma & Ba, 2015), updating the live parameters in place.
+
+        m = b1 m + (1 - b1) g                      (ADAM-1)  first moment
+        v = b2 v + (1 - b2) g^2                    (ADAM-2)  second moment
+        m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)        (ADAM-3)  bias corrections
+        p = p - lr m_hat / (sqrt(v_hat) + eps)     (ADAM-4)
+
+    params: name -> live array (model.parameters()). State: m and v per parameter (same shape,
+    dtype and backend) and the step count t, all exposed by state_dict() for checkpoints.
+    One scratch buffer per parameter keeps a step from allocating.
+    """
+
+    def __init__(self, params, betas=(0.9, 0.98), eps=1e-9):
+        self.params = params
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.t = 0
+        self.m = {k: get_xp(p).zeros_like(p) for k, p in params.items()}
+        self.v = {k: get_xp(p).zeros_like(p) for k, p in params.items()}
+        self._tmp = {k: get_xp(p).empty_like(p) for k, p in params.items()}
+
+    def step(self, grads, lr):
+        """One update of every parameter from its gradient (name -> array, like params)."""
+        self.t += 1
+        b1, b2, t = self.beta1, self.beta2, self.t
+        c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t                    # (ADAM-3) bias corrections, scalars
+        for name, p in self.params.items():
+            xp = get_xp(p)
+            g, m, v, tmp = grads[name], self.m[name], self.v[name], self._tmp[name]
+            m *= b1
+            m += xp.multiply(g, 1.0 - b1, out=tmp)               # (ADAM-1) m = b1 m + (1-b1) g
+            v *= b2
+            xp.multiply(g, g, out=tmp)
+            tmp *= 1.0 - b2
+            v += tmp                                             # (ADAM-2) v = b2 v + (1-b2) g^2
+            xp.sqrt(v, out=tmp)
+            tmp /= math.sqrt(c2)
+            tmp += self.eps                                      # (ADAM-3) sqrt(v_hat) + eps
+            xp.divide(m, tmp, out=tmp)
+            tmp *= lr / c1                                       # lr m_hat / (sqrt(v_hat) + eps)
+            p -= tmp                                             # (ADAM-4)
+
+    def state_dict(self):
+        """{"step": t, "m": {name: array}, "v": {name: array}} (live arrays, not copies)."""
+        return {"step": self.t, "m": self.m, "v": self.v}
+
+    def load_state_dict(self, state):
+        """Restore t, m and v (arrays of any backend are copied into this optimiser's own)."""
+        self.t = int(state["step"])
+        for which in ("m", "v"):
+            mine = getattr(self, which)
+            for name, a in mine.items():
+                a[...] = to_device(to_numpy(state[which][name]).astype(a.dtype), get_xp(a))
