@@ -31,7 +31,7 @@ from npformer.backend import get_xp, to_device, to_numpy
 
 TOLERANCE = 1e-6
 EPS = 1e-6
-ROUNDOFF = 1e-16     # relative rounding error of a float64 sum, a little above machine epsilon / 2
+ROUNDOFF = 2.3e-16   # relative rounding error of L: one unit in the last place (machine epsilon, 2.2e-16), a little more
 
 
 @dataclass

@@ -187,9 +187,215 @@ CASES = [
 ]
 
 
+# ----------------------------------------------------------------------------- beyond the core
+# Issue 7: the other attention scores, the GRU and the RNN encoder-decoder, the vision encoder.
+
+from npformer.layers.gru import GRU  # noqa: E402
+from npformer.layers.scores import (AdditiveAttention, CosineAttention, DotAttention,  # noqa: E402
+                                    GeneralAttention, ScaledDotAttention)
+from npformer.model.rnn import RNNConfig, RNNSeq2Seq  # noqa: E402
+from npformer.model.vision import VisionConfig, VisionTransformer  # noqa: E402
+
+SCORE_LAYERS = {
+    "scaled_dot": lambda xp: ScaledDotAttention(xp, F64),
+    "dot": lambda xp: DotAttention(xp, F64),
+    "general": lambda xp: GeneralAttention(3, _rng(), xp, F64),
+    "additive": lambda xp: AdditiveAttention(3, 3, 4, _rng(), xp, F64),
+    "cosine": lambda xp: CosineAttention(True, 3.0, xp, F64),
+    "cosine, fixed scale": lambda xp: CosineAttention(False, 3.0, xp, F64),
+}
+
+
+def _score(name, causal):
+    """Like _sdpa, for each score of layers/scores.py."""
+    def build(xp):
+        layer = SCORE_LAYERS[name](xp)
+        S = 4 if causal else 5
+        inputs = _arrays(xp, 3, q=(2, 2, 4, 3), k=(2, 2, S, 3), v=(2, 2, S, 3))
+        keys = _ids(xp, [[3, 4, 5, 6, 7][:S], [3, 4, 5]])
+        keep = padding_keep(keys, PAD) & causal_keep(S, xp) if causal else padding_keep(keys, PAD)
+
+        def backward(d):
+            dq, dk, dv = layer.backward(d)
+            return {"q": dq, "k": dk, "v": dv}
+        return layer, inputs, lambda: layer.forward(inputs["q"], inputs["k"], inputs["v"], keep)[0], backward
+    return build
+
+
+def _mha_score(score):
+    def build(xp):
+        layer = MultiHeadAttention(8, 2, _rng(), xp, F64, score)
+        inputs = _arrays(xp, 4, x=(2, 4, 8))
+        keep = target_keep(_ids(xp, [[3, 4, 5, 6], [3, 4]]), PAD)
+        return layer, inputs, lambda: layer.forward(inputs["x"], keep), lambda d: {"x": layer.backward(d)}
+    return build
+
+
+def _gru(padded):
+    """Four steps through time, a given initial state; with padding, row 1 stops after 2 steps."""
+    def build(xp):
+        layer = GRU(3, 5, _rng(), xp, F64)
+        inputs = _arrays(xp, 9, x=(2, 4, 3), h0=(2, 5))
+        keep = _ids(xp, [[3, 4, 5, 6], [3, 4]]) != PAD if padded else None
+
+        def backward(d):
+            dx, dh0 = layer.backward(d)
+            return {"x": dx, "h0": dh0}
+        return layer, inputs, lambda: layer.forward(inputs["x"], inputs["h0"], keep), backward
+    return build
+
+
+def _rnn(attention):
+    """The whole RNN encoder-decoder on a padded batch: every parameter, through every step."""
+    def build(xp):
+        cfg = RNNConfig(7, 7, d_embed=3, d_hidden=4, attention=attention, d_attn=3)
+        model = RNNSeq2Seq(cfg, seed=0, dtype=F64, backend=xp)
+        src = _ids(xp, [[3, 4, 5, 6], [5, 6]])
+        tgt = _ids(xp, [[1, 6, 5, 4, 3], [1, 6, 5]])
+        return model, {}, lambda: model.forward(src, tgt), lambda d: model.backward(d) or {}
+    return build
+
+
+def _vision(pool, patch, positional, dropout):
+    def build(xp):
+        cfg = VisionConfig(image_size=4, channels=3 - patch, patch=patch, n_classes=6, d_model=8, n_heads=2,
+                           d_ff=12, n_layers=1, dropout=dropout, pool=pool, positional=positional)
+        model = VisionTransformer(cfg, seed=0, dtype=F64, backend=xp)
+        inputs = _arrays(xp, 10, images=(3, 4, 4, 3 - patch))
+        return (model, inputs, lambda: model.forward(inputs["images"]),
+                lambda d: {"images": model.backward(d)})
+    return build
+
+
+BEYOND_CASES = (
+    [Case(f"Attention score {name} (padding, S != T)", _score(name, False)) for name in SCORE_LAYERS]
+    + [Case(f"Attention score {name} (causal + padding)", _score(name, True)) for name in ("additive", "cosine")]
+    + [Case(f"MultiHeadAttention self, {score} score", _mha_score(score))
+       for score in ("dot", "general", "additive", "cosine")]
+    + [
+        Case("GRU through 4 steps", _gru(False)),
+        Case("GRU through 4 steps, padding carried", _gru(True)),
+        Case("RNN encoder-decoder, one context vector", _rnn(None)),
+        Case("RNN encoder-decoder, Bahdanau attention", _rnn("bahdanau")),
+        Case("Vision encoder, 2x2 patches, class token", _vision("cls", 2, "learned", 0.0)),
+        Case("Vision encoder, pixels, mean pool (dropout frozen)", _vision("mean", 1, "sinusoidal", 0.2)),
+    ]
+)
+CASES += BEYOND_CASES
+
 def run_all(backend=None):
     """Every case's results, in order."""
     results = []
     for case in CASES:
         results.extend(case.run(backend))
     return results
+
+
+# ----------------------------------------------------------------------------- the whole model
+# Issue 3: the Transformer of Figure 1 with its real loss, so cross_entropy's backward is checked too.
+
+from npformer.backend import to_numpy  # noqa: E402
+from npformer.gradcheck import EPS, ROUNDOFF, TOLERANCE, CheckResult  # noqa: E402
+from npformer.layers import Layer  # noqa: E402
+from npformer.loss import cross_entropy  # noqa: E402
+from npformer.model.transformer import Transformer  # noqa: E402
+
+# A heavily padded batch with S = 5 != T = 4. Each target row is BOS ... EOS: the decoder reads
+# row[:-1] and is scored on row[1:].
+MODEL_SRC = [[3, 4, 5, 6, 7], [5, 3], [4]]
+MODEL_TGT = [[1, 3, 4, 5, 2], [1, 6, 2], [1, 2]]
+
+
+def _loss_closures(xp, logits_of, targets, smoothing, backward_logits):
+    """forward() -> the loss as a (1,) array; backward(dout) feeds dout * dloss/dlogits back."""
+    last = {}
+
+    def forward():
+        loss, last["dlogits"] = cross_entropy(logits_of(), targets, PAD, smoothing)
+        return xp.full((1,), loss)                               # (1,)
+
+    def backward(dout):                                          # dout: (1,)
+        return backward_logits(last["dlogits"] * dout[0])
+    return forward, backward
+
+
+def model_case_parts(xp, norm="post", positional="sinusoidal", tie=False, smoothing=0.0, dropout=0.0,
+                     source=MODEL_SRC, seed=0):
+    """A tiny float64 Transformer (D=8, 2 heads, F=16, 2 layers) on the padded batch above:
+    (model, {}, forward, backward) with forward() -> the cross-entropy loss as a (1,) array."""
+    xp = get_backend(xp)
+    V = 9 if tie else 7
+    model = Transformer(dict(src_vocab=9, tgt_vocab=V, d_model=8, n_heads=2, d_ff=16, n_layers=2, dropout=dropout,
+                             max_len=6, norm=norm, positional=positional, tie_embeddings=tie, pad_id=PAD),
+                        seed=seed, dtype=F64, backend=xp)
+    src, tgt = _ids(xp, source), _ids(xp, MODEL_TGT)
+    tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]                    # (B,T), (B,T)
+    forward, backward = _loss_closures(xp, lambda: model.forward(src, tgt_in), tgt_out, smoothing,
+                                       lambda d: model.backward(d) or {})
+    return model, {}, forward, backward
+
+
+def check_all_parameters(name, model, forward, backward, seed=0, eps=EPS, tolerance=TOLERANCE):
+    """One random direction v over every parameter at once: (L(p + eps v) - L(p - eps v)) / 2 eps
+    against sum(grad * v), with L = forward() the loss (dout = 1). Dropout masks must be frozen."""
+    xp = model.xp
+    params = model.parameters()
+    rng = np.random.default_rng(seed + 1)
+    v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
+    model.zero_grad()
+    loss = float(forward()[0])
+    backward(xp.ones((1,)))
+    analytic = sum(float((to_numpy(g) * v[k]).sum()) for k, g in model.gradients().items())
+    orig = {k: p.copy() for k, p in params.items()}
+
+    def moved(sign):
+        for k, p in params.items():                              # in place: tied views follow their owner
+            p[...] = orig[k] + to_device(sign * eps * v[k], xp)
+        return float(forward()[0])
+    lp, lm = moved(+1), moved(-1)
+    for k, p in params.items():
+        p[...] = orig[k]
+    numeric = (lp - lm) / (2 * eps)
+    floor = ROUNDOFF * max(abs(loss), 1.0) / eps / tolerance     # as gradcheck._floor: rounding noise of L
+    error = abs(numeric - analytic) / max(abs(numeric), abs(analytic), floor)
+    n = sum(p.size for p in params.values())
+    return CheckResult(name, "all parameters·v", (n,), error, (), numeric, analytic, tolerance)
+
+
+class ModelCase(Case):
+    """A whole-model check: a few entries of every parameter element by element (max_elements),
+    plus one random direction through all parameters at once."""
+
+    def run(self, backend=None, max_elements=2, **options):
+        results = super().run(backend, max_elements=max_elements, **options)
+        model, _, forward, backward = self.build(get_backend(backend))
+        for _, sub in model.named_layers():
+            if isinstance(sub, Dropout):
+                sub.freeze()
+        seed = options.get("seed", 0)
+        return results + [check_all_parameters(self.name, model, forward, backward, seed,
+                                               options.get("eps", EPS), options.get("tolerance", TOLERANCE))]
+
+
+def _model(**options):
+    return lambda xp: model_case_parts(xp, **options)
+
+
+def _cross_entropy(xp):
+    """The loss alone, every logit checked: padding and label smoothing, V = 5."""
+    inputs = _arrays(xp, 11, logits=(3, 4, 5))
+    targets = _ids(xp, [[1, 4, 3, 2], [4, 1], [3]])
+    forward, backward = _loss_closures(xp, lambda: inputs["logits"], targets, 0.1, lambda d: {"logits": d})
+    return Layer(xp, F64), inputs, forward, backward
+
+
+MODEL_CASES = [
+    Case("CrossEntropy (padding, label smoothing 0.1)", _cross_entropy),
+    ModelCase("Transformer post, sinusoidal, untied, ls 0", _model()),
+    ModelCase("Transformer pre, learned, tied, ls 0.1", _model(norm="pre", positional="learned", tie=True,
+                                                              smoothing=0.1)),
+    ModelCase("Transformer post, tied, ls 0.1, dropout frozen", _model(tie=True, smoothing=0.1, dropout=0.2)),
+    ModelCase("Transformer pre, learned, all-pad, dropout frozen",
+              _model(norm="pre", positional="learned", dropout=0.1, source=MODEL_SRC[:2] + [[]])),
+]
+CASES += MODEL_CASES

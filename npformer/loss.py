@@ -55,5 +55,5 @@ def cross_entropy(logits, targets, pad_id=0, label_smoothing=0.0):
     dlogits = xp.exp(logp)                                       # (B,T,V)  p
     dlogits -= label_smoothing / V                               # q's uniform part
     dlogits[rows[0], rows[1], targets] -= 1.0 - label_smoothing  # q's one-hot part
-    dlogits *= (valid / n_tokens)[..., None].astype(logits.dtype)  # (B,T,V)  padding gets 0  (CE-3)
+    dlogits *= (valid.astype(logits.dtype) / n_tokens)[..., None]  # (B,T,V)  padding gets 0; no float64 detour  (CE-3)
     return loss, dlogits

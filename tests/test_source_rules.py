@@ -14,11 +14,12 @@ SOURCES = sorted(PKG.rglob("*.py"))
 HOST_FUNCTIONS = {"__init__", "add_param", "glorot", "sinusoid_table", "check_ids"}
 # The math: every layer, the stacks, the whole model, the loss and the masks. (Decoding and
 # checkpoints are host-side by nature: they test tokens for EOS and write files.)
-MATH = ("layers/", "model/encoder.py", "model/decoder.py", "model/transformer.py", "loss.py", "masks.py")
+MATH = ("layers/", "model/encoder.py", "model/decoder.py", "model/transformer.py", "loss.py", "masks.py",
+        "model/rnn.py", "model/vision.py")
 
 # Which top-level modules or packages a module may import, by floor.
 FLOORS = {"errors": 0, "backend": 1, "layers": 2, "masks": 2, "loss": 2, "model": 3, "gradcheck": 3,
-          "gradcheck_cases": 3, "decoding": 4, "checkpoint": 4, "plots": 4, "train": 5, "bench": 5, "cli": 6,
+          "gradcheck_cases": 3, "decoding": 4, "checkpoint": 4, "plots": 4, "train": 5, "bench": 5, "experiments": 5, "cli": 6,
           "__main__": 7, "__init__": 7}
 
 

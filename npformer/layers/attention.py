@@ -7,8 +7,10 @@ a padding mask is (B,1,1,S), the causal mask (1,1,T,T), their combination (B,1,T
 
 import numpy as np
 
+from npformer.backend import get_xp, to_device
 from npformer.layers.base import Layer
-from npformer.layers.linear import glorot, linear_backward
+from npformer.layers.linear import glorot, linear_backward, linear_forward
+from npformer.layers.scores import make_score_attention
 from npformer.layers.softmax import softmax, softmax_backward
 
 
@@ -21,7 +23,8 @@ class ScaledDotProductAttention(Layer):
 
     def forward(self, q, k, v, keep=None):
         scale = q.shape[-1] ** -0.5                              # a Python float: no float64 upcast
-        scores = (q @ k.swapaxes(-1, -2)) * scale                # (B,H,T,S)  (ATT-1)
+        scores = q @ k.swapaxes(-1, -2)                          # (B,H,T,S)
+        scores *= scale                                          # (B,H,T,S)  in place: a fresh array  (ATT-1)
         A = softmax(scores, keep)                                # (B,H,T,S)  (ATT-2)
         self.cache = (q, k, v, A, scale)
         return A @ v, A                                          # (B,H,T,K)  (ATT-3)
@@ -30,7 +33,8 @@ class ScaledDotProductAttention(Layer):
         q, k, v, A, scale = self.cache
         dA = dout @ v.swapaxes(-1, -2)                           # (B,H,T,S)  fwd: out = A V  (ATT-4)
         dv = A.swapaxes(-1, -2) @ dout                           # (B,H,S,K)  (ATT-5)
-        dscores = softmax_backward(dA, A) * scale                # (B,H,T,S)  softmax, then the 1/sqrt(d_k)  (ATT-6)
+        dscores = softmax_backward(dA, A)                        # (B,H,T,S)  softmax, then the 1/sqrt(d_k)
+        dscores *= scale                                         # (B,H,T,S)  (ATT-6)
         dq = dscores @ k                                         # (B,H,T,K)  fwd: scores = q k^T  (ATT-7)
         dk = dscores.swapaxes(-1, -2) @ q                        # (B,H,S,K)  (ATT-8)
         return dq, dk, dv
@@ -45,39 +49,68 @@ class MultiHeadAttention(Layer):
 
     Parameters: Wq, Wk, Wv, Wo (D, D); bq, bk, bv, bo (D,). The H heads are the H column
     blocks of width K = D/H in each W, so one (D, D) product computes every head at once.
+
+    The same idea one level up: Wq, Wk and Wv are the three column blocks of one (D, 3D)
+    array `Wqkv` (and bq, bk, bv of one (3D,) `bqkv`; their gradients likewise). Each named
+    parameter is a view of its block, so optimisers, checkpoints and gradient checks still
+    see three (D, D) parameters, while self-attention computes Q, K and V with one (D, 3D)
+    product and reverses them with one (one wide product keeps BLAS busier than three
+    narrow ones), and cross-attention computes K and V from the memory with one (D, 2D).
     """
 
-    def __init__(self, d_model, n_heads, rng, xp=None, dtype="float32"):
+    def __init__(self, d_model, n_heads, rng, xp=None, dtype="float32", score="scaled_dot"):
         super().__init__(xp, dtype)
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads}).")
         self.n_heads = n_heads
-        for name in ("q", "k", "v", "o"):
-            self.add_param("W" + name, glorot(rng, d_model, d_model))  # (D,D)
-            self.add_param("b" + name, np.zeros(d_model))            # (D,)
-        self.attention = ScaledDotProductAttention(xp, dtype)
+        D = self.d_model = d_model
+        W = {name: glorot(rng, D, D) for name in ("q", "k", "v", "o")}  # (D,D) each, drawn in this order
+        self.Wqkv = to_device(np.concatenate([W["q"], W["k"], W["v"]], axis=1).astype(self.dtype), self.xp)  # (D,3D)
+        self.bqkv = self.xp.zeros(3 * D, dtype=self.dtype)       # (3D,)
+        self.dWqkv, self.dbqkv = self.xp.zeros_like(self.Wqkv), self.xp.zeros_like(self.bqkv)
+        for i, name in enumerate(("q", "k", "v")):
+            block = slice(i * D, (i + 1) * D)                    # this projection's columns
+            self.params["W" + name], self.grads["W" + name] = self.Wqkv[:, block], self.dWqkv[:, block]  # (D,D) views
+            self.params["b" + name], self.grads["b" + name] = self.bqkv[block], self.dbqkv[block]        # (D,) views
+        self.add_param("Wo", W["o"])                             # (D,D)
+        self.add_param("bo", np.zeros(D))                        # (D,)
+        # score: how q and k become a weight (layers/scores.py); its parameters, if any, are
+        # drawn after the projections, so the default leaves every seed's model unchanged.
+        self.attention = make_score_attention(score, d_model // n_heads, rng, xp, dtype)
         self.weights = None                                      # last A, kept for plots
 
-    def split_heads(self, x):                                    # x: (B,N,D)
-        B, N, D = x.shape
-        return x.reshape(B, N, self.n_heads, D // self.n_heads).transpose(0, 2, 1, 3)  # (B,H,N,K)
+    def split_heads(self, x):                                    # x: (B,N,D), or (B,N,n*D)
+        """(B,N,D) -> (B,H,N,K). A (B,N,n*D) input, n projections side by side (Q|K|V), gives
+        (n,B,H,N,K), to unpack as q, k, v. Views only: no copy."""
+        B, N, E = x.shape
+        n, H = E // self.d_model, self.n_heads
+        heads = x.reshape(B, N, n, H, self.d_model // H).transpose(2, 0, 3, 1, 4)  # (n,B,H,N,K)
+        return heads[0] if n == 1 else heads
 
     @staticmethod
-    def merge_heads(x):                                          # x: (B,H,N,K)
-        B, H, N, K = x.shape
-        return x.transpose(0, 2, 1, 3).reshape(B, N, H * K)      # (B,N,D)
+    def merge_heads(*xs):                                        # each x: (B,H,N,K)
+        """(B,H,N,K) -> (B,N,D), the inverse of split_heads; several arrays (dq, dk, dv) are
+        merged side by side into one (B,N,n*D), with one copy each."""
+        B, H, N, K = xs[0].shape
+        out = get_xp(xs[0]).empty((B, N, len(xs), H, K), dtype=xs[0].dtype)  # (B,N,n,H,K)
+        for i, x in enumerate(xs):
+            out[:, :, i] = x.transpose(0, 2, 1, 3)               # (B,N,H,K)
+        return out.reshape(B, N, len(xs) * H * K)                # (B,N,n*D)
 
     def forward(self, x, keep=None, memory=None, kv_cache=None):
         """x (B,T,D) -> (B,T,D). kv_cache (a dict, inference only) keeps keys and values across
         decoding steps: self-attention appends this step's, cross-attention computes them once."""
-        p = self.params
+        p, D = self.params, self.d_model
         kv = x if memory is None else memory                     # (B,S,D)  S = T for self-attention
-        q = self.split_heads(x @ p["Wq"] + p["bq"])              # (B,H,T,K)  (MHA-1)
+        if memory is None:                                       # Q, K and V all from x: one product
+            q, k, v = self.split_heads(linear_forward(x, self.Wqkv, self.bqkv))  # (B,H,T,K) each  (MHA-1)
+        else:
+            q = self.split_heads(linear_forward(x, p["Wq"], p["bq"]))  # (B,H,T,K)  (MHA-1)
         if kv_cache is not None and memory is not None and "k" in kv_cache:
             k, v = kv_cache["k"], kv_cache["v"]                  # (B,H,S,K)  memory is fixed while decoding
         else:
-            k = self.split_heads(kv @ p["Wk"] + p["bk"])         # (B,H,S,K)  (MHA-1)
-            v = self.split_heads(kv @ p["Wv"] + p["bv"])         # (B,H,S,K)  (MHA-1)
+            if memory is not None:                               # K and V both from memory: one product
+                k, v = self.split_heads(linear_forward(memory, self.Wqkv[:, D:], self.bqkv[D:]))  # (B,H,S,K) each  (MHA-1)
             if kv_cache is not None:
                 if memory is None and "k" in kv_cache:           # self-attention: extend the prefix
                     xp = self.xp
@@ -87,7 +120,7 @@ class MultiHeadAttention(Layer):
         heads, self.weights = self.attention.forward(q, k, v, keep)  # (B,H,T,K), (B,H,T,S)
         concat = self.merge_heads(heads)                         # (B,T,D)  (MHA-2)
         self.cache = (x, kv, concat, memory is None)
-        return concat @ p["Wo"] + p["bo"]                        # (B,T,D)  (MHA-3)
+        return linear_forward(concat, p["Wo"], p["bo"])          # (B,T,D)  (MHA-3)
 
     def backward(self, dout):                                    # dout: (B,T,D)
         x, kv, concat, is_self = self.cache
@@ -95,9 +128,14 @@ class MultiHeadAttention(Layer):
         dconcat = linear_backward(dout, concat, p["Wo"], g["Wo"], g["bo"])  # (B,T,D)  fwd: concat Wo + bo  (MHA-4)
         dheads = self.split_heads(dconcat)                       # (B,H,T,K)  merge reversed  (MHA-5)
         dq, dk, dv = self.attention.backward(dheads)             # (B,H,T,K), (B,H,S,K), (B,H,S,K)
-        dx = linear_backward(self.merge_heads(dq), x, p["Wq"], g["Wq"], g["bq"])     # (B,T,D)  (MHA-6)
-        dkv = (linear_backward(self.merge_heads(dk), kv, p["Wk"], g["Wk"], g["bk"])  # (B,S,D)  (MHA-7)
-               + linear_backward(self.merge_heads(dv), kv, p["Wv"], g["Wv"], g["bv"]))
         if is_self:
-            return dx + dkv                                      # (B,T,D)  x fanned out to Q, K and V  (MHA-8)
+            # fwd: [Q|K|V] = x Wqkv + bqkv. Its backward adds dWq, dWk, dWv (MHA-6, MHA-7) into
+            # their blocks of dWqkv, and dx = [dQ|dK|dV] Wqkv^T = dQ Wq^T + dK Wk^T + dV Wv^T is
+            # the sum over the three uses of x, computed by the one product.
+            dqkv = self.merge_heads(dq, dk, dv)                  # (B,T,3D)
+            return linear_backward(dqkv, x, self.Wqkv, self.dWqkv, self.dbqkv)  # (B,T,D)  x fanned out to Q, K and V  (MHA-8)
+        D = self.d_model
+        dx = linear_backward(self.merge_heads(dq), x, p["Wq"], g["Wq"], g["bq"])  # (B,T,D)  (MHA-6)
+        dkv = linear_backward(self.merge_heads(dk, dv), kv, self.Wqkv[:, D:], self.dWqkv[:, D:],
+                              self.dbqkv[D:])                    # (B,S,D)  memory fanned out to K and V  (MHA-7)
         return dx, dkv

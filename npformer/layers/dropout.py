@@ -32,8 +32,12 @@ class Dropout(Layer):
             self.cache = None
             return x
         if not (self.frozen and self.cache is not None and self.cache.shape == x.shape):
-            keep = self.rng.random(x.shape, dtype=x.dtype) >= self.p  # (...) bool, P(keep) = 1-p
-            self.cache = keep * x.dtype.type(1.0 / (1.0 - self.p))   # (...) the scaled mask m/(1-p)
+            # One array from draw to mask, updated in place: uniform draws in x's dtype (float32
+            # draws cost half of float64), 1.0 where kept and 0.0 where dropped, then scaled.
+            mask = self.rng.random(x.shape, dtype=x.dtype)       # (...) u ~ U[0, 1)
+            self.xp.greater_equal(mask, self.p, out=mask)        # (...) m = [u >= p], P(keep) = 1-p
+            mask *= 1.0 / (1.0 - self.p)                         # (...) the scaled mask m/(1-p)
+            self.cache = mask
         return x * self.cache                                    # (...)  (DO-1)
 
     def backward(self, dout):                                    # dout: (...)

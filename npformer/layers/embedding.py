@@ -55,6 +55,8 @@ class Embedding(Layer):
     def backward(self, dout):                                    # dout: (B,T,D)
         ids = self.cache
         # A token that occurs k times receives the sum of its k row gradients. `dW[ids] += dout`
-        # would keep only one of them (buffered assignment), so scatter-add with add.at.
-        self.xp.add.at(self.grads["W"], ids, dout)               # (V,D)  (EMB-2)
+        # would keep only one of them (buffered assignment), so scatter-add with add.at, on flat
+        # (B*T,) ids and (B*T, D) rows: NumPy's add.at is faster with one index array of one axis.
+        D = dout.shape[-1]
+        self.xp.add.at(self.grads["W"], ids.reshape(-1), dout.reshape(-1, D))  # (V,D)  (EMB-2)
         return None                                              # ids are integers: no gradient

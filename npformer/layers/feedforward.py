@@ -3,7 +3,7 @@
 import numpy as np
 
 from npformer.layers.base import Layer
-from npformer.layers.linear import glorot, linear_backward
+from npformer.layers.linear import glorot, linear_backward, linear_forward
 
 GELU_C = float(np.sqrt(2.0 / np.pi))
 
@@ -27,23 +27,24 @@ class FeedForward(Layer):
 
     def forward(self, x):                                        # x: (...,D)
         p = self.params
-        h = x @ p["W1"] + p["b1"]                                # (...,F)  (FFN-1)
+        h = linear_forward(x, p["W1"], p["b1"])                  # (...,F)  (FFN-1)
         if self.activation == "relu":
-            a = self.xp.maximum(h, 0)                            # (...,F)  (FFN-2)
+            # in place: backward needs only where h > 0, which is where a > 0, so h can go
+            a = self.xp.maximum(h, 0, out=h)                     # (...,F)  (FFN-2)
         else:
             t = self.xp.tanh(GELU_C * (h + 0.044715 * h ** 3))   # (...,F)
             a = 0.5 * h * (1.0 + t)                              # (...,F)  (FFN-2)
         self.cache = (x, h, a)
-        return a @ p["W2"] + p["b2"]                             # (...,D)  (FFN-3)
+        return linear_forward(a, p["W2"], p["b2"])               # (...,D)  (FFN-3)
 
     def backward(self, dout):                                    # dout: (...,D)
         x, h, a = self.cache
         p, g = self.params, self.grads
         da = linear_backward(dout, a, p["W2"], g["W2"], g["b2"])  # (...,F)  fwd: y = a W2 + b2  (FFN-4)
         if self.activation == "relu":
-            dh = da * (h > 0)                                    # (...,F)  relu passes gradient where h > 0  (FFN-5)
+            dh = self.xp.multiply(da, a > 0, out=da)             # (...,F)  relu passes gradient where h > 0  (FFN-5)
         else:
             t = self.xp.tanh(GELU_C * (h + 0.044715 * h ** 3))   # (...,F)
-            dgelu = 0.5 * (1.0 + t) + 0.5 * h * (1.0 - t * t) * GELU_C * (1.0 + 3 * 0.044715 * h * h)
+            dgelu = 0.5 * (1.0 + t) + 0.5 * h * (1.0 - t * t) * GELU_C * (1.0 + 3 * 0.044715 * h * h)  # (FFN-5)
             dh = da * dgelu                                      # (...,F)  (FFN-5)
         return linear_backward(dh, x, p["W1"], g["W1"], g["b1"])  # (...,D)  fwd: h = x W1 + b1  (FFN-6)

@@ -16,14 +16,17 @@ def softmax(x, keep=None):
     no True entry gives all zeros instead of NaN.
     """
     xp = get_xp(x)
-    if keep is not None:
-        x = xp.where(keep, x, MASK_FILL)                         # (...,N)
-    z = x - x.max(axis=-1, keepdims=True)                        # (...,N)  max subtracted: exp never overflows
-    e = xp.exp(z)                                                # (...,N)
+    # One fresh array, then every step in place on it: in attention x is the (B,H,T,S) scores,
+    # the largest array of the layer, and each extra temporary is another pass over memory.
+    z = xp.where(keep, x, MASK_FILL) if keep is not None else x.copy()  # (...,N)
+    z -= z.max(axis=-1, keepdims=True)                           # (...,N)  max subtracted: exp never overflows
+    e = xp.exp(z, out=z)                                         # (...,N)
     if keep is not None:
         e *= keep                                                # a row masked everywhere has z = 0, e = 1: re-zero it
-    s = e.sum(axis=-1, keepdims=True)                            # (...,1)  0 only for a row masked everywhere
-    return e / xp.maximum(s, e.dtype.type(1e-30))                # (...,N)  (SM-1)
+    # the row sums as an einsum: NumPy's e.sum(axis=-1) is 2-8x slower on short rows (17 to 129 keys)
+    s = xp.einsum("...n->...", e)[..., None]                     # (...,1)  0 only for a row masked everywhere
+    e /= xp.maximum(s, e.dtype.type(1e-30))                      # (...,N)  (SM-1)
+    return e
 
 
 def softmax_backward(dy, y):
@@ -31,7 +34,12 @@ def softmax_backward(dy, y):
 
     Masked entries have y = 0, so they get exactly zero gradient.
     """
-    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))       # (...,N)  (SM-2)
+    xp = get_xp(y)
+    # sum(dy * y) of each row as an einsum: the row dot products without a temporary dy * y
+    dot = xp.einsum("...n,...n->...", dy, y)[..., None]          # (...,1)  (SM-2)
+    dx = dy - dot                                                # (...,N)  (SM-2)
+    dx *= y                                                      # (...,N)  (SM-2)
+    return dx
 
 
 class Softmax(Layer):

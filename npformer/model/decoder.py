@@ -13,10 +13,10 @@ class DecoderLayer(Layer):
     """
 
     def __init__(self, d_model, n_heads, d_ff, dropout, rng, drop_rng, norm="post",
-                 activation="relu", xp=None, dtype="float32"):
+                 activation="relu", xp=None, dtype="float32", score="scaled_dot"):
         super().__init__(xp, dtype)
-        self.self_attn = MultiHeadAttention(d_model, n_heads, rng, xp, dtype)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, rng, xp, dtype)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, rng, xp, dtype, score)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, rng, xp, dtype, score)
         self.ffn = FeedForward(d_model, d_ff, rng, activation, xp, dtype)
         self.norm1 = LayerNorm(d_model, xp=xp, dtype=dtype)
         self.norm2 = LayerNorm(d_model, xp=xp, dtype=dtype)
@@ -56,10 +56,10 @@ class Decoder(Layer):
     """N decoder layers, each reading the same encoder output; with pre-norm a final LayerNorm."""
 
     def __init__(self, n_layers, d_model, n_heads, d_ff, dropout, rng, drop_rng, norm="post",
-                 activation="relu", xp=None, dtype="float32"):
+                 activation="relu", xp=None, dtype="float32", score="scaled_dot"):
         super().__init__(xp, dtype)
         self.layers = [DecoderLayer(d_model, n_heads, d_ff, dropout, rng, drop_rng, norm,
-                                    activation, xp, dtype) for _ in range(n_layers)]
+                                    activation, xp, dtype, score) for _ in range(n_layers)]
         if norm == "pre":
             self.norm = LayerNorm(d_model, xp=xp, dtype=dtype)
 

@@ -10,9 +10,9 @@ class EncoderLayer(Layer):
     """
 
     def __init__(self, d_model, n_heads, d_ff, dropout, rng, drop_rng, norm="post",
-                 activation="relu", xp=None, dtype="float32"):
+                 activation="relu", xp=None, dtype="float32", score="scaled_dot"):
         super().__init__(xp, dtype)
-        self.self_attn = MultiHeadAttention(d_model, n_heads, rng, xp, dtype)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, rng, xp, dtype, score)
         self.norm1 = LayerNorm(d_model, xp=xp, dtype=dtype)
         self.drop1 = Dropout(dropout, drop_rng, xp, dtype)
         self.ffn = FeedForward(d_model, d_ff, rng, activation, xp, dtype)
@@ -39,10 +39,10 @@ class Encoder(Layer):
     would otherwise leave the stack un-normalised."""
 
     def __init__(self, n_layers, d_model, n_heads, d_ff, dropout, rng, drop_rng, norm="post",
-                 activation="relu", xp=None, dtype="float32"):
+                 activation="relu", xp=None, dtype="float32", score="scaled_dot"):
         super().__init__(xp, dtype)
         self.layers = [EncoderLayer(d_model, n_heads, d_ff, dropout, rng, drop_rng, norm,
-                                    activation, xp, dtype) for _ in range(n_layers)]
+                                    activation, xp, dtype, score) for _ in range(n_layers)]
         if norm == "pre":
             self.norm = LayerNorm(d_model, xp=xp, dtype=dtype)
 

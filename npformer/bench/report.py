@@ -1,0 +1,106 @@
+"""The benchmark's results as terminal lines and as a Markdown page (docs/benchmarks.md)."""
+
+import datetime
+
+from npformer.bench.harness import TARGET_MATMUL_FRACTION, TARGET_RATIO
+
+HEADER = (f"{'workload':18} {'npformer ms':>11} {'PyTorch ms':>10} {'ratio':>6} {'target':>7}  "
+          f"{'GFLOP/s':>7} {'of matmul':>9}  {'peak MB np / torch':>18}")
+
+
+def _mb(b):
+    return "n/a" if b is None else f"{b / 2**20:.0f}"
+
+
+def _target(name):
+    return f"<={TARGET_RATIO[name]:.2f}" if name in TARGET_RATIO else ""
+
+
+def _met(value, bound, at_most=True):
+    return "" if value is None or bound is None else (" ok" if (value <= bound if at_most else value >= bound) else " MISSED")
+
+
+def line(r, matmul):
+    """One workload's row for the terminal."""
+    w = r.workload
+    torch_ms = f"{r.median('torch') * 1e3:10.1f}" if r.ratio is not None else f"{'-':>10}"
+    ratio = f"{r.ratio:6.2f}" if r.ratio is not None else f"{'-':>6}"
+    frac = r.flop_rate() / matmul
+    mem = f"{_mb(r.peak_bytes.get('npformer'))} / {_mb(r.peak_bytes.get('torch'))}"
+    flag = _met(r.ratio, TARGET_RATIO.get(w.name))
+    if w.name in TARGET_MATMUL_FRACTION:
+        flag += _met(frac, TARGET_MATMUL_FRACTION[w.name], at_most=False)
+    return (f"{w.name:18} {r.median('npformer') * 1e3:11.1f} {torch_ms} {ratio} {_target(w.name):>7}  "
+            f"{r.flop_rate() / 1e9:7.1f} {frac:8.0%}  {mem:>18}{flag}")
+
+
+def solve_lines(solves, cfg):
+    out = [f"time to solve (default `npformer train`: reverse task, exact match >= {cfg.target:.0%} "
+           f"on {cfg.eval_size} held-out sequences, scored every {cfg.eval_every} steps):"]
+    for s in solves:
+        state = f"reached {s.exact_match:.3f} at step {s.step}" if s.reached else \
+            f"not reached in {s.step} steps (exact match {s.exact_match:.3f})"
+        out.append(f"  {s.framework:8} {state}; {s.train_s:.1f} s in steps, {s.eval_s:.1f} s evaluating")
+    return out
+
+
+def markdown(results, solves, solve_cfg, env, command):
+    """The whole docs/benchmarks.md page."""
+    # orphan: the page builds without a "not in any toctree" warning until the index links it
+    out = ["---", "orphan: true", "---", "", "# Benchmarks", "",
+           "Written by `npformer bench` (npformer/bench/); do not edit by hand. Each workload is a "
+           "whole training step (forward, cross-entropy, backward, Adam update) in float32 on "
+           "reverse-task batches, for npformer and for a PyTorch reference built from "
+           "`nn.TransformerEncoderLayer`/`nn.TransformerDecoderLayer` of the same sizes, on the same "
+           "batches and with the same thread count. The two are stepped in turn (interleaved), so "
+           "load from elsewhere slows both alike; times are medians over many steps after warm-up, "
+           "and the ratio npformer / PyTorch is the figure to read. GFLOP/s counts the matrix "
+           "products of the step (3x the forward's) and is set against the float32 matrix-multiply "
+           "rate the benchmark measured on one large square product. Peak MB is the most memory a "
+           "training step holds at once: parameters, gradients, optimiser state, activations and "
+           "temporaries (resident memory above the process before the model was built, measured in "
+           "a fresh process; device memory on a GPU).", "",
+           f"- command: `{command}`",
+           f"- machine: {env['machine']}",
+           f"- backend: {env['backend']}; threads: {env['threads']} (NumPy's BLAS and `torch.set_num_threads`)",
+           f"- versions: {', '.join(f'{k} {v}' for k, v in env['versions'].items())}",
+           f"- measured matrix-multiply rate: {env['matmul'] / 1e9:.0f} GFLOP/s float32",
+           f"- load average (1 min) when the run started / ended: {env['load'][0]:.1f} / {env['load'][-1]:.1f} "
+           "(other processes on the machine; the interleaved ratios are the figures that survive it)",
+           f"- date: {datetime.date.today().isoformat()}",
+           *([f"- note: {env['note']}"] if env.get("note") else []), "",
+           "PyTorch's layers also apply dropout to the attention weights and between the two "
+           "feed-forward linears, where npformer (like the paper's text) applies it only to each "
+           "sublayer's output and the embedding sums; the workloads with dropout therefore ask "
+           "PyTorch for two more masks per sublayer. Both models start from npformer's initial "
+           "distributions.", "",
+           "| workload | sizes | npformer ms/step | PyTorch ms/step | npformer / PyTorch | target | "
+           "npformer GFLOP/s | of matmul rate | peak MB npformer | peak MB PyTorch |",
+           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for r in results:
+        w = r.workload
+        torch_ms = f"{r.median('torch') * 1e3:.1f}" if r.ratio is not None else "-"
+        ratio = f"**{r.ratio:.2f}**" if r.ratio is not None else "-"
+        target = TARGET_RATIO.get(w.name)
+        target = f"<= {target:.2f}" if target else ""
+        if w.name in TARGET_MATMUL_FRACTION:
+            target += f"; >= {TARGET_MATMUL_FRACTION[w.name]:.0%} of matmul"
+        out.append(f"| {w.name} | {w.describe()} | {r.median('npformer') * 1e3:.1f} | {torch_ms} | {ratio} | "
+                   f"{target} | {r.flop_rate() / 1e9:.0f} | {r.flop_rate() / env['matmul']:.0%} | "
+                   f"{_mb(r.peak_bytes.get('npformer'))} | {_mb(r.peak_bytes.get('torch'))} |")
+    if solves:
+        out += ["", "## Time to solve", "",
+                f"The default `npformer train` recipe (reverse task, lengths {solve_cfg.min_len}..{solve_cfg.max_len}, "
+                f"d_model {solve_cfg.d_model}, batch {solve_cfg.batch_size}, dropout {solve_cfg.dropout}, "
+                f"lr {solve_cfg.lr} after {solve_cfg.warmup} warm-up steps, clip {solve_cfg.clip}) until "
+                f"greedy-decoded exact match on {solve_cfg.eval_size} held-out sequences reaches "
+                f"{solve_cfg.target:.0%}, scored every {solve_cfg.eval_every} steps; the PyTorch reference "
+                "trained on the same batches with the same recipe. Seconds count training steps; "
+                "evaluation is listed apart.", "",
+                "| framework | reached | steps | seconds in steps | seconds evaluating |",
+                "|---|---|--:|--:|--:|"]
+        for s in solves:
+            name = "npformer" if s.framework == "npformer" else "PyTorch"
+            out.append(f"| {name} | {'yes' if s.reached else 'no'} ({s.exact_match:.3f}) | {s.step} | "
+                       f"{s.train_s:.1f} | {s.eval_s:.1f} |")
+    return "\n".join(out) + "\n"

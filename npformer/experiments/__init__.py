@@ -1,0 +1,74 @@
+"""The experiments of docs/experiments/: one module per experiment, one command each.
+
+    python -m npformer.experiments.scores               attention score functions on reverse
+    python -m npformer.experiments.rnn_vs_transformer   RNN (with and without attention) vs Transformer,
+                                                        by length; soft vs hard attention
+    python -m npformer.experiments.digits               self-attention on 8x8 digit images
+
+Each writes a Markdown page (tables of what it measured, the command and the settings) and
+its plots into docs/experiments/, and the raw numbers as JSON beside them. `--quick` runs a
+few steps only, to check that the command works; its numbers mean nothing.
+"""
+
+import json
+import os
+import platform
+import time
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "docs", "experiments")
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
+    from npformer.plots import _pyplot
+    return _pyplot()
+
+
+def command(name, argv):
+    """The command line that ran experiment `name` with arguments argv, for the page."""
+    return " ".join([f"python -m npformer.experiments.{name}"] + list(argv))
+
+
+def markdown_table(header, rows):
+    """A GitHub-style Markdown table from a header list and rows of cells."""
+    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine():
+    """One line saying where the numbers were measured."""
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, Python {platform.python_version()}"
+
+
+def write_outputs(out_dir, name, page, raw):
+    """Write name.md (the page) and name.json (raw numbers) into out_dir; returns the page path."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+        json.dump(raw, f, indent=1)
+    path = os.path.join(out_dir, f"{name}.md")
+    with open(path, "w") as f:
+        f.write(page)
+    return path
+
+
+def one_thread():
+    """Limit BLAS to one thread. These models are small: on a shared machine, threads fighting
+    over a few cores made a step 10x slower than one thread does. Uses threadpoolctl where it
+    is installed (scikit-learn brings it); otherwise set OPENBLAS_NUM_THREADS=1 yourself."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=1)
+
+
+class Clock:
+    """Wall time of a block, in seconds: `with Clock() as c: ...; c.s`."""
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.s = time.perf_counter() - self.t0

@@ -1,0 +1,130 @@
+"""`npformer bench`: its output format at tiny sizes, and the FLOP count it reports. Timings are
+never asserted on: the benchmark measures, the tests only check it runs and says everything."""
+
+import re
+
+import numpy as np
+import pytest
+
+from npformer import backend
+from npformer.bench import SMOKE, run
+from npformer.bench.memory import measure
+from npformer.bench.steps import NpformerStep
+from npformer.bench.workloads import WORKLOADS, Workload, batches, reverse_batch, step_flops
+from npformer.cli import main
+
+NUMBER = r"\d+(\.\d+)?"
+
+
+def _row(out, name):
+    rows = [line for line in out.splitlines() if line.split()[:1] == [name]]
+    assert len(rows) == 1, f"expected one row for {name} in:\n{out}"
+    return rows[0].split()
+
+
+def test_smoke_run_prints_every_ratio_the_time_to_solve_and_writes_the_table(tmp_path, capsys):
+    pytest.importorskip("torch")
+    md = tmp_path / "docs" / "benchmarks.md"
+    assert main(["bench", "--smoke", "--markdown", str(md)]) == 0
+    out = capsys.readouterr().out
+    assert "npformer bench: backend " in out and "GFLOP/s measured" in out
+    for w in SMOKE:
+        cells = _row(out, w.name)                                # name, np ms, torch ms, ratio, ...
+        assert all(re.fullmatch(NUMBER, c) for c in cells[1:4]), cells   # npformer ms, PyTorch ms, ratio
+    assert re.search(r"^  npformer +(reached|not reached)", out, re.M), out
+    assert re.search(r"^  torch +(reached|not reached)", out, re.M), out
+    text = md.read_text()
+    assert "| workload | sizes | npformer ms/step | PyTorch ms/step | npformer / PyTorch |" in text
+    assert all(f"| {w.name} |" in text for w in SMOKE)
+    assert "threads:" in text and "measured matrix-multiply rate" in text and "torch 2." in text
+    assert "## Time to solve" in text and "| npformer |" in text and "| PyTorch |" in text
+
+
+def test_without_torch_npformer_is_timed_alone(tmp_path, capsys):
+    md = tmp_path / "bench.md"
+    timings, solves = run(smoke=True, with_torch=False, solve=False, memory=False, markdown=str(md))
+    out = capsys.readouterr().out
+    for w in SMOKE:
+        cells = _row(out, w.name)
+        assert re.fullmatch(NUMBER, cells[1]) and cells[2] == "-" and cells[3] == "-", cells
+    assert [t.workload.name for t in timings] == [w.name for w in SMOKE] and solves == []
+    assert all(len(t.times["npformer"]) >= 1 for t in timings)
+    assert "| tiny |" in md.read_text()
+
+
+def test_an_unknown_workload_is_a_one_line_error(capsys):
+    assert main(["bench", "--workloads", "reference,huge", "--no-torch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "huge" in err[0] and "reference" in err[0]
+
+
+def test_the_five_workloads_are_the_issue_s():
+    by = {w.name: w for w in WORKLOADS}
+    assert list(by) == ["reference", "reference-nodrop", "medium", "large", "deep"]
+    assert (by["reference"].d_model, by["reference"].batch, by["reference"].dropout) == (128, 64, 0.1)
+    assert by["reference-nodrop"].dropout == 0.0
+    assert (by["large"].d_model, by["large"].d_ff, by["large"].max_len, by["large"].batch) == (512, 2048, 128, 16)
+    assert (by["deep"].n_layers, by["deep"].dropout) == (6, 0.1)
+
+
+def test_reverse_batches_reverse_and_pad():
+    w = Workload("t", 8, 2, 16, 1, batch=5, min_len=1, max_len=6, dropout=0.0)
+    src, tgt_in, tgt_out = reverse_batch(np.random.default_rng(3), w)
+    for s, ti, to in zip(src, tgt_in, tgt_out):
+        row = s[s != 0]
+        assert ti[0] == 1 and list(ti[1:len(row) + 1]) == list(row[::-1])
+        assert list(to[:len(row)]) == list(row[::-1]) and to[len(row)] == 2 and not to[len(row) + 1:].any()
+    assert tgt_in.shape[1] == src.shape[1] + 1
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_step_flops_is_the_sum_over_every_matrix_product_of_a_step(monkeypatch, dropout):
+    """Count 2mkn over every `@` of a real training step (the strict backend routes each through
+    StrictArray.__matmul__) and compare with the formula the FLOP/s figure uses."""
+    counted = []
+
+    def counting(reflected):
+        def op(self, other):
+            a, b = (other, self) if reflected else (self, other)
+            sa, sb = tuple(a.shape), tuple(b.shape)
+            if len(sa) < 2 or len(sb) < 2:                       # a sum written as ones @ x: not a matrix product
+                return backend.StrictArray((a._a if isinstance(a, backend.StrictArray) else a)
+                                           @ (b._a if isinstance(b, backend.StrictArray) else b))
+            batch = int(np.prod(np.broadcast_shapes(sa[:-2], sb[:-2]))) if len(sa) > 2 or len(sb) > 2 else 1
+            counted.append(2 * batch * sa[-2] * sa[-1] * sb[-1])
+            a, b = (x._a if isinstance(x, backend.StrictArray) else x for x in (a, b))
+            return backend.StrictArray(a @ b)
+        return op
+
+    w = Workload("t", 16, 2, 24, 2, batch=3, min_len=2, max_len=5, dropout=dropout, vocab=11)
+    step = NpformerStep(w.config(), backend="strict")
+    batch = batches(w, 1, seed=4)[0]
+    monkeypatch.setattr(backend.StrictArray, "__matmul__", counting(False))
+    monkeypatch.setattr(backend.StrictArray, "__rmatmul__", counting(True))
+    step.step(step.to_device(batch))
+    assert sum(counted) == step_flops(w, batch[0].shape[1], batch[1].shape[1])
+
+
+def test_peak_memory_of_a_step_is_measured_where_linux_allows():
+    w = Workload("t", 16, 2, 24, 1, batch=4, min_len=3, max_len=5, dropout=0.1)
+    peak = measure("npformer", w)
+    assert peak is None or peak > 0
+
+
+def test_a_float32_training_step_makes_no_float64_array(monkeypatch):
+    """Float32 end to end: every array a float32 step makes (the strict backend wraps each one)
+    stays float32; a Python float or a NumPy float64 scalar in the math would upcast silently."""
+    made = []
+    original = backend.StrictArray.__init__
+
+    def recording(self, a):
+        if a.dtype == np.float64:
+            made.append(a.shape)
+        original(self, a)
+
+    w = Workload("t", 16, 2, 24, 2, batch=3, min_len=2, max_len=5, dropout=0.1, vocab=11)
+    step = NpformerStep(w.config(), backend="strict")
+    batch = step.to_device(batches(w, 1, seed=2)[0])
+    monkeypatch.setattr(backend.StrictArray, "__init__", recording)
+    step.step(batch)
+    assert not made, f"float64 arrays of shapes {made} in a float32 step"
