@@ -78,9 +78,10 @@ def _softmax(masked):
     return build
 
 
-def _sdpa(causal):
+def _sdpa(causal, make_layer=lambda xp: ScaledDotProductAttention(xp, F64)):
+    """Attention over q, k, v with a padding mask, S != T, or a causal mask; any score layer."""
     def build(xp):
-        layer = ScaledDotProductAttention(xp, F64)
+        layer = make_layer(xp)
         S = 4 if causal else 5
         inputs = _arrays(xp, 3, q=(2, 2, 4, 3), k=(2, 2, S, 3), v=(2, 2, S, 3))
         keys = _ids(xp, [[3, 4, 5, 6, 7][:S], [3, 4, 5]])
@@ -207,19 +208,8 @@ SCORE_LAYERS = {
 
 
 def _score(name, causal):
-    """Like _sdpa, for each score of layers/scores.py."""
-    def build(xp):
-        layer = SCORE_LAYERS[name](xp)
-        S = 4 if causal else 5
-        inputs = _arrays(xp, 3, q=(2, 2, 4, 3), k=(2, 2, S, 3), v=(2, 2, S, 3))
-        keys = _ids(xp, [[3, 4, 5, 6, 7][:S], [3, 4, 5]])
-        keep = padding_keep(keys, PAD) & causal_keep(S, xp) if causal else padding_keep(keys, PAD)
-
-        def backward(d):
-            dq, dk, dv = layer.backward(d)
-            return {"q": dq, "k": dk, "v": dv}
-        return layer, inputs, lambda: layer.forward(inputs["q"], inputs["k"], inputs["v"], keep)[0], backward
-    return build
+    """_sdpa's check for each score of layers/scores.py."""
+    return _sdpa(causal, SCORE_LAYERS[name])
 
 
 def _mha_score(score):

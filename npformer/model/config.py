@@ -7,8 +7,29 @@ from npformer.errors import ConfigError
 from npformer.layers.scores import SCORES
 
 
+class DictConfig:
+    """to_dict / from_dict for a dataclass of settings (the JSON of a checkpoint's header), with
+    one clear sentence for a non-dict, unknown keys or missing keys."""
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise ConfigError(f"a configuration must be a dict of settings, got {type(d).__name__}.")
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}.")
+        missing = {f.name for f in fields(cls) if f.default is MISSING} - set(d)
+        if missing:
+            raise ConfigError(f"the configuration lacks {', '.join(sorted(missing))}.")
+        return cls(**d)
+
+
 @dataclass
-class TransformerConfig:
+class TransformerConfig(DictConfig):
     src_vocab: int
     tgt_vocab: int
     d_model: int = 128
@@ -50,19 +71,3 @@ class TransformerConfig:
         if not isinstance(self.pad_id, int) or isinstance(self.pad_id, bool) \
                 or not 0 <= self.pad_id < min(self.src_vocab, self.tgt_vocab):
             raise ConfigError(f"pad_id {self.pad_id!r} is outside the vocabulary.")
-
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        if not isinstance(d, dict):
-            raise ConfigError(f"a configuration must be a dict of settings, got {type(d).__name__}.")
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}.")
-        missing = {f.name for f in fields(cls) if f.default is MISSING} - set(d)
-        if missing:
-            raise ConfigError(f"the configuration lacks {', '.join(sorted(missing))}.")
-        return cls(**d)

@@ -16,7 +16,7 @@ attention can, which is the point of comparing the two.
 Shapes: Hd the hidden width, E the embedding width, A the attention's hidden width.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,12 +25,13 @@ from npformer.errors import ConfigError, InputError
 from npformer.layers import Embedding, Layer, Linear, check_ids
 from npformer.layers.gru import GRU
 from npformer.layers.scores import AdditiveAttention
+from npformer.model.config import DictConfig
 
 ATTENTIONS = (None, "bahdanau")
 
 
 @dataclass
-class RNNConfig:
+class RNNConfig(DictConfig):
     src_vocab: int
     tgt_vocab: int
     d_embed: int = 64                 # E
@@ -53,16 +54,6 @@ class RNNConfig:
         if not 0 <= self.pad_id < min(self.src_vocab, self.tgt_vocab):
             raise ConfigError(f"pad_id {self.pad_id} is outside the vocabulary.")
 
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}.")
-        return cls(**d)
 
 
 class RNNSeq2Seq(Layer):

@@ -14,7 +14,7 @@ Nothing here is new but the patching and the class token; backward() runs the sa
 exactly the reverse order.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,11 +23,12 @@ from npformer.errors import ConfigError, InputError
 from npformer.layers import (Dropout, Layer, LayerNorm, LearnedPositionalEncoding, Linear,
                              SinusoidalPositionalEncoding)
 from npformer.layers.scores import SCORES
+from npformer.model.config import DictConfig
 from npformer.model.encoder import Encoder
 
 
 @dataclass
-class VisionConfig:
+class VisionConfig(DictConfig):
     image_size: int = 8               # images are image_size x image_size
     channels: int = 1                 # C
     patch: int = 2                    # p: patches of p x p pixels (1 = one token per pixel)
@@ -68,16 +69,6 @@ class VisionConfig:
         """Patches per side."""
         return self.image_size // self.patch
 
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}.")
-        return cls(**d)
 
 
 def patchify(images, p):
