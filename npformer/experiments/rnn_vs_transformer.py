@@ -13,7 +13,6 @@ Writes docs/experiments/rnn_vs_transformer.md, .json, and rnn_vs_transformer.png
 import argparse
 import sys
 import os
-import statistics
 import time
 
 import numpy as np
@@ -68,8 +67,9 @@ def peak_weight(model, L, n, where="cross"):
     return float(np.mean(peaks))
 
 
-def step_time(model, L, batch_size=64, repeats=3):
-    """Median wall time of one forward + backward on a batch of sources of length L."""
+def step_time(model, L, batch_size=64, repeats=5):
+    """Wall time of one forward + backward on a batch of sources of length L: the fastest of
+    `repeats` (on a shared machine the minimum is the least disturbed measurement)."""
     task = Task("reverse", 10, L, L)
     batch = make_batch(task, task.sample(np.random.default_rng(L), batch_size))
     times = []
@@ -81,7 +81,7 @@ def step_time(model, L, batch_size=64, repeats=3):
         model.backward(dlogits)
         if i:                                                    # the first call warms caches up
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def figure(path, accuracy, timing, lengths):
@@ -240,8 +240,8 @@ output step reads every encoder state again.
 ## Wall time per training step against length
 
 Milliseconds for one forward + backward pass on a batch of 64 sources of exactly length L
-(targets L + 1 tokens), median of 3, one BLAS thread, after training, on a machine shared with
-other jobs (so the absolute times carry tens of percent of noise; the trends are what to read).
+(targets L + 1 tokens), the fastest of 5, one BLAS thread, after training, on a machine shared
+with other jobs (so the absolute times carry noise; the trends are what to read).
 The last column counts
 the dependent steps of one forward pass at L={last}: the GRUs' S + T cell steps (S = L encoder
 steps, T = L + 1 decoder steps), each of which must wait for the one before, against the
