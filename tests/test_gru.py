@@ -9,17 +9,9 @@ import pytest
 from npformer.gradcheck import assert_all_pass, check_gradients
 from npformer.layers.gru import GRU
 
+from helpers import close, rand
+
 F64 = "float64"
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
-
-
-def close(a, b, tol=1e-12):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    err = np.abs(a - b).max(initial=0)
-    assert err <= tol * max(1.0, np.abs(b).max(initial=0)), f"max abs difference {err:.3e}"
 
 
 def sig(a):

@@ -12,21 +12,13 @@ from npformer.layers import (Dropout, Embedding, FeedForward, LayerNorm, Learned
                              softmax)
 from npformer.masks import causal_keep, padding_keep, target_keep
 
+from helpers import close, rand
+
 F64 = "float64"
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
 
 
 def rng():
     return np.random.default_rng(0)
-
-
-def close(a, b, tol=1e-12):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    err = np.abs(a - b).max(initial=0)
-    assert err <= tol * max(1.0, np.abs(b).max(initial=0)), f"max abs difference {err:.3e}"
 
 
 # ---------------------------------------------------------------- references, one loop at a time

@@ -12,6 +12,8 @@ from npformer.loss import cross_entropy
 from npformer.model import load
 from npformer.model.rnn import RNNConfig, RNNSeq2Seq
 
+from helpers import close
+
 F64 = "float64"
 SRC = np.array([[3, 4, 5, 6, 7], [5, 6, 0, 0, 0]])
 TGT = np.array([[1, 7, 6, 5, 4, 3], [1, 6, 5, 0, 0, 0]])
@@ -20,12 +22,6 @@ TGT = np.array([[1, 7, 6, 5, 4, 3], [1, 6, 5, 0, 0, 0]])
 def model(xp, attention, dtype=F64, seed=0):
     return RNNSeq2Seq(RNNConfig(9, 9, d_embed=6, d_hidden=8, attention=attention, d_attn=5),
                       seed=seed, dtype=dtype, backend=xp)
-
-
-def close(a, b, tol=1e-12):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    err = np.abs(a - b).max(initial=0)
-    assert err <= tol * max(1.0, np.abs(b).max(initial=0)), f"max abs difference {err:.3e}"
 
 
 @pytest.mark.parametrize("attention", [None, "bahdanau"])

@@ -14,17 +14,9 @@ from npformer.layers.scores import (SCORES, AdditiveAttention, CosineAttention, 
 from npformer.masks import causal_keep, padding_keep
 from npformer.model import Transformer, TransformerConfig
 
+from helpers import close, rand
+
 F64 = "float64"
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
-
-
-def close(a, b, tol=1e-12):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    err = np.abs(a - b).max(initial=0)
-    assert err <= tol * max(1.0, np.abs(b).max(initial=0)), f"max abs difference {err:.3e}"
 
 
 def layers(xp):
@@ -36,6 +28,7 @@ def layers(xp):
         "additive": AdditiveAttention(4, 4, 5, rng, xp, F64),
         "cosine": CosineAttention(True, 3.0, xp, F64),
     }
+
 
 
 def ref_score(name, layer, q, k, host):
