@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 
 import npformer as nf
-from npformer.train import Adam, Task, clip_grad_norm, evaluate, heldout, make_batch, warmup_constant_lr
+from npformer.train import Adam, Task, clip_grad_norm, evaluate, heldout, learning_rate, make_batch
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=2000)
@@ -36,7 +36,8 @@ for step in range(1, args.steps + 1):
     model.zero_grad()
     model.backward(dlogits)
     clip_grad_norm(model.gradients(), 1.0)
-    adam.step(model.gradients(), lr=warmup_constant_lr(step, 1e-3, warmup=200))
+    lr = learning_rate(step, "paper", 1e-3, warmup=200, d_model=128)  # warm up to 1e-3, then 1/sqrt(step)
+    adam.step(model.gradients(), lr=lr)
     if step % 100 == 0 or step == args.steps:
         print(f"step {step:5d}  loss {loss:.4f}")
 

@@ -66,7 +66,16 @@ def test_paper_schedule_at_known_steps():
     assert paper_lr(16000, d, w) == pytest.approx(512 ** -0.5 / 126.49110640673517)  # 3.494e-04
     assert paper_lr(2000, d, w) == pytest.approx(paper_lr(4000, d, w) / 2)          # linear before the peak
     assert paper_lr(4000, d, w, factor=2.0) == pytest.approx(2 * 6.987712429686844e-04)
-    assert learning_rate(4000, "paper", 2.0, w, d) == paper_lr(4000, d, w, factor=2.0)
+    assert learning_rate(4000, "paper", 2.0, w, d) == paper_lr(4000, d, w, factor=2.0 * math.sqrt(d * w))
+
+
+def test_training_schedule_peaks_at_lr():
+    """LR-3: the factor is chosen so the peak, at step = warmup, is the `lr` asked for; the
+    paper's own numbers (d 512, warmup 4000, k = 1) are lr = 7.0e-4."""
+    assert learning_rate(200, "paper", 1e-3, 200, 128) == pytest.approx(1e-3)
+    assert learning_rate(100, "paper", 1e-3, 200, 128) == pytest.approx(5e-4)          # linear warm-up
+    assert learning_rate(2000, "paper", 1e-3, 200, 128) == pytest.approx(1e-3 * math.sqrt(0.1))  # 1/sqrt(step)
+    assert learning_rate(16000, "paper", 6.987712429686844e-04, 4000, 512) == pytest.approx(paper_lr(16000, 512, 4000))
 
 
 def test_warmup_to_constant_at_known_steps():

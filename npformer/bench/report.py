@@ -92,7 +92,8 @@ def markdown(results, solves, solve_cfg, env, command):
         out += ["", "## Time to solve", "",
                 f"The default `npformer train` recipe (reverse task, lengths {solve_cfg.min_len}..{solve_cfg.max_len}, "
                 f"d_model {solve_cfg.d_model}, batch {solve_cfg.batch_size}, dropout {solve_cfg.dropout}, "
-                f"lr {solve_cfg.lr} after {solve_cfg.warmup} warm-up steps, clip {solve_cfg.clip}) until "
+                f"lr {solve_cfg.lr} after {solve_cfg.warmup} warm-up steps, {solve_cfg.schedule} schedule, "
+                f"clip {solve_cfg.clip}) until "
                 f"greedy-decoded exact match on {solve_cfg.eval_size} held-out sequences reaches "
                 f"{solve_cfg.target:.0%}, scored every {solve_cfg.eval_every} steps; the PyTorch reference "
                 "trained on the same batches with the same recipe. Seconds count training steps; "

@@ -32,8 +32,8 @@ def add_parser(sub):
     m.set_defaults(func=run_masks)
 
     lr = kinds.add_parser("lr", help="the learning-rate schedule")
-    lr.add_argument("--schedule", choices=["constant", "paper"], default="constant",
-                    help="constant: linear warm-up to --lr; paper: d_model^-0.5 min(step^-0.5, step warmup^-1.5) x --lr")
+    lr.add_argument("--schedule", choices=["paper", "constant"], default="paper",
+                    help="paper: warm-up to the peak --lr, then 1/sqrt(step) (LR-1, LR-3); constant: warm-up to --lr")
     lr.add_argument("--lr", type=float, default=1e-3)
     lr.add_argument("--warmup", type=int, default=200)
     lr.add_argument("--d-model", type=int, default=128)

@@ -22,9 +22,9 @@ FLAGS = [
     ("--norm", "norm", str, "post (the paper) or pre"),
     ("--model", "model", str, "transformer, rnn (GRU encoder-decoder, one context vector) or rnn-attention (Bahdanau)"),
     ("--attention-score", "attention_score", str, "the Transformer's attention score (layers/scores.py)"),
-    ("--lr", "lr", float, "learning rate after warm-up (for --schedule paper: the factor of LR-1)"),
+    ("--lr", "lr", float, "peak learning rate, reached at the end of warm-up"),
     ("--warmup", "warmup", int, "warm-up steps"),
-    ("--schedule", "schedule", str, "constant (linear warm-up to --lr) or paper (warm-up, then 1/sqrt(step))"),
+    ("--schedule", "schedule", str, "paper (warm-up to --lr, then 1/sqrt(step) decay) or constant (warm-up to --lr, then --lr)"),
     ("--clip", "clip", float, "global gradient-norm bound; 0 turns clipping off"),
     ("--label-smoothing", "label_smoothing", float, "label smoothing of the loss"),
     ("--eval-every", "eval_every", int, "steps between held-out evaluations (and checkpoints)"),
@@ -32,7 +32,7 @@ FLAGS = [
     ("--target", "target", float, "stop when held-out exact match reaches this"),
     ("--seed", "seed", int, "seed of parameters, batches and dropout"),
 ]
-CHOICES = {"task": ("copy", "reverse", "sort"), "norm": ("post", "pre"), "schedule": ("constant", "paper"),
+CHOICES = {"task": ("copy", "reverse", "sort"), "norm": ("post", "pre"), "schedule": ("paper", "constant"),
            "model": ("transformer", "rnn", "rnn-attention"), "attention_score": SCORES}
 
 
@@ -82,7 +82,8 @@ def run(args):
              if cfg.model == "transformer" else f"{cfg.model}: GRU encoder-decoder, hidden width d_model")
     print(f"{cfg.task}: {cfg.n_symbols} symbols, lengths {cfg.min_len}..{cfg.max_len}; d_model {cfg.d_model}, "
           f"{shape}; "
-          f"batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.schedule}, {cfg.warmup} warm-up), "
+          f"batch {cfg.batch_size}, lr {cfg.lr:g} after {cfg.warmup} warm-up steps, "
+          f"{'then 1/sqrt(step)' if cfg.schedule == 'paper' else 'then constant'}, "
           f"backend {name_of(trainer.model.xp)}", flush=True)
     try:
         result = trainer.run(progress=False if args.no_progress else None)  # None: a bar on a terminal only

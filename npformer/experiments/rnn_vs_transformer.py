@@ -123,7 +123,8 @@ def main(argv=None):
     steps, every = (20, 10) if args.quick else (args.steps, args.eval_every)
     lengths = LENGTHS
     common = dict(task="reverse", min_len=1, max_len=32, d_model=args.d_model, d_ff=4 * args.d_model,
-                  steps=steps, eval_every=every, eval_size=args.eval_size, target=0.995, seed=0)
+                  steps=steps, eval_every=every, eval_size=args.eval_size, target=0.995, seed=0,
+                  schedule="constant")                           # warm-up to a constant: the schedule of the tables
     accuracy, hard, peaks, timing, trained, params, tail = {}, {}, {}, {}, {}, {}, {}
     for name in args.models.split(","):
         print(f"{LABELS[name]}: {'training (or reading a finished run)' if args.reuse else 'training'}", flush=True)
@@ -210,7 +211,7 @@ def main(argv=None):
 Measured by `{command('rnn_vs_transformer', argv)}` ({machine()}).
 {quick}
 Three models learn to reverse sequences of 1 to 32 symbols (10 symbols; the token scheme,
-batches of 64, loss, Adam with learning rate 1e-3 after 200 warm-up steps, clipping at 1 and
+batches of 64, loss, Adam with a constant learning rate 1e-3 after 200 warm-up steps, clipping at 1 and
 greedy decoding are `npformer train`'s, and so is the code path: `npformer train --model ...`):
 
 - **Transformer**: d_model {args.d_model}, 4 heads, d_ff {4 * args.d_model}, 2 + 2 layers, dropout 0.1.

@@ -28,6 +28,7 @@ class Layer:
         self.grads = {}
         self.cache = None
         self.borrowed = set()
+        self._grad_buffers = None                                # zero_grad's list, made on its first call
 
     def add_param(self, name, host_value):
         """Register a parameter from a host array; its gradient starts at zero."""
@@ -78,6 +79,12 @@ class Layer:
         return {full: layer.grads[name] for full, layer, name in self._owned()}
 
     def zero_grad(self):
-        for _, layer in self.named_layers():
-            for g in layer.grads.values():
-                g[...] = 0
+        """Set every gradient of this layer and its descendants to zero.
+
+        The buffers are collected by walking the tree on the first call and kept: the walk
+        costs more than the zeroing at the default size (about 1 ms of a 50 ms step), and the
+        tree does not change once built (weight tying happens in the constructors)."""
+        if self._grad_buffers is None:
+            self._grad_buffers = [g for _, layer in self.named_layers() for g in layer.grads.values()]
+        for g in self._grad_buffers:
+            g.fill(0)

@@ -64,9 +64,9 @@ class TrainConfig:
     # optimisation
     steps: int = 4000
     batch_size: int = 64
-    lr: float = 1e-3               # the constant after warm-up; for schedule "paper", LR-1's factor
+    lr: float = 1e-3               # the peak rate, reached at the end of warm-up
     warmup: int = 200
-    schedule: str = "constant"     # "constant": LR-2, linear warm-up to lr; "paper": LR-1
+    schedule: str = "paper"        # "paper": LR-1, then 1/sqrt(step) decay; "constant": LR-2
     clip: float = 1.0              # global gradient norm bound; 0 turns clipping off
     label_smoothing: float = 0.0
     # evaluation and seeds

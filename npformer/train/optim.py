@@ -4,8 +4,9 @@ Section 5.3 of the paper: Adam with beta1 = 0.9, beta2 = 0.98, eps = 1e-9, and
 
     lr(step) = factor * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)        (LR-1)
 
-which rises linearly for `warmup` steps and then decays as 1/sqrt(step). The default recipe
-here uses the simpler linear warm-up to a constant (LR-2). Steps count from 1.
+which rises linearly for `warmup` steps and then decays as 1/sqrt(step); training names its
+peak rate instead of the factor (LR-3). The other schedule is linear warm-up to a constant
+(LR-2). Steps count from 1.
 
 Everything runs on the parameters' own backend (xp = get_xp(param)); nothing leaves the device.
 """
@@ -27,13 +28,18 @@ def warmup_constant_lr(step, lr, warmup):
     return lr * min(1.0, step / warmup) if warmup > 0 else lr  # (LR-2)
 
 
-SCHEDULES = ("constant", "paper")
+SCHEDULES = ("paper", "constant")
 
 
 def learning_rate(step, schedule, lr, warmup, d_model):
-    """The learning rate at `step` (from 1). For "paper", `lr` is the factor that scales LR-1."""
+    """The learning rate at `step` (from 1); `lr` is the peak, reached at step `warmup`.
+
+    "paper": LR-1 with the factor that puts its peak at `lr`, then 1/sqrt(step) decay.
+    "constant": LR-2, linear warm-up to `lr`, then `lr`.
+    """
     if schedule == "paper":
-        return paper_lr(step, d_model, warmup, factor=lr)
+        factor = lr * math.sqrt(d_model * warmup)                # LR-1's peak k D^-1/2 warmup^-1/2 = lr  (LR-3)
+        return paper_lr(step, d_model, warmup, factor=factor)
     return warmup_constant_lr(step, lr, warmup)
 
 
