@@ -92,7 +92,8 @@ def markdown(results, solves, solve_cfg, env, command):
         out += ["", "## Time to solve", "",
                 f"The default `npformer train` recipe (reverse task, lengths {solve_cfg.min_len}..{solve_cfg.max_len}, "
                 f"d_model {solve_cfg.d_model}, batch {solve_cfg.batch_size}, dropout {solve_cfg.dropout}, "
-                f"lr {solve_cfg.lr} after {solve_cfg.warmup} warm-up steps, {solve_cfg.schedule} schedule, "
+                f"lr warming up to {solve_cfg.lr} over {solve_cfg.warmup} steps, "
+                f"{'then 1/sqrt(step)' if solve_cfg.schedule == 'paper' else 'then constant'}, "
                 f"clip {solve_cfg.clip}) until "
                 f"greedy-decoded exact match on {solve_cfg.eval_size} held-out sequences reaches "
                 f"{solve_cfg.target:.0%}, scored every {solve_cfg.eval_every} steps; the PyTorch reference "
