@@ -3,6 +3,7 @@
 import datetime
 
 from npformer.bench.harness import TARGET_MATMUL_FRACTION, TARGET_RATIO
+from npformer.train.optim import AFTER_WARMUP
 
 HEADER = (f"{'workload':18} {'npformer ms':>11} {'PyTorch ms':>10} {'ratio':>6} {'target':>7}  "
           f"{'GFLOP/s':>7} {'of matmul':>9}  {'peak MB np / torch':>18}")
@@ -93,7 +94,7 @@ def markdown(results, solves, solve_cfg, env, command):
                 f"The default `npformer train` recipe (reverse task, lengths {solve_cfg.min_len}..{solve_cfg.max_len}, "
                 f"d_model {solve_cfg.d_model}, batch {solve_cfg.batch_size}, dropout {solve_cfg.dropout}, "
                 f"lr warming up to {solve_cfg.lr} over {solve_cfg.warmup} steps, "
-                f"{'then 1/sqrt(step)' if solve_cfg.schedule == 'paper' else 'then constant'}, "
+                f"{AFTER_WARMUP[solve_cfg.schedule]}, "
                 f"clip {solve_cfg.clip}) until "
                 f"greedy-decoded exact match on {solve_cfg.eval_size} held-out sequences reaches "
                 f"{solve_cfg.target:.0%}, scored every {solve_cfg.eval_every} steps; the PyTorch reference "

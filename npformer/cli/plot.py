@@ -3,6 +3,7 @@
 import os
 
 from npformer.cli import add_backend_flag
+from npformer.train.optim import SCHEDULES
 
 
 def add_parser(sub):
@@ -32,7 +33,7 @@ def add_parser(sub):
     m.set_defaults(func=run_masks)
 
     lr = kinds.add_parser("lr", help="the learning-rate schedule")
-    lr.add_argument("--schedule", choices=["paper", "constant"], default="paper",
+    lr.add_argument("--schedule", choices=SCHEDULES, default=SCHEDULES[0],
                     help="paper: warm-up to the peak --lr, then 1/sqrt(step) (LR-1, LR-3); constant: warm-up to --lr")
     lr.add_argument("--lr", type=float, default=1e-3)
     lr.add_argument("--warmup", type=int, default=200)

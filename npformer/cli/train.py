@@ -5,6 +5,7 @@ import sys
 from npformer.cli import add_backend_flag
 from npformer.errors import ConfigError
 from npformer.layers.scores import SCORES
+from npformer.train.optim import AFTER_WARMUP, SCHEDULES
 
 # (flag, TrainConfig field, type, help). Defaults come from TrainConfig, so they live in one place.
 FLAGS = [
@@ -32,7 +33,7 @@ FLAGS = [
     ("--target", "target", float, "stop when held-out exact match reaches this"),
     ("--seed", "seed", int, "seed of parameters, batches and dropout"),
 ]
-CHOICES = {"task": ("copy", "reverse", "sort"), "norm": ("post", "pre"), "schedule": ("paper", "constant"),
+CHOICES = {"task": ("copy", "reverse", "sort"), "norm": ("post", "pre"), "schedule": SCHEDULES,
            "model": ("transformer", "rnn", "rnn-attention"), "attention_score": SCORES}
 
 
@@ -83,7 +84,7 @@ def run(args):
     print(f"{cfg.task}: {cfg.n_symbols} symbols, lengths {cfg.min_len}..{cfg.max_len}; d_model {cfg.d_model}, "
           f"{shape}; "
           f"batch {cfg.batch_size}, lr {cfg.lr:g} after {cfg.warmup} warm-up steps, "
-          f"{'then 1/sqrt(step)' if cfg.schedule == 'paper' else 'then constant'}, "
+          f"{AFTER_WARMUP[cfg.schedule]}, "
           f"backend {name_of(trainer.model.xp)}", flush=True)
     try:
         result = trainer.run(progress=False if args.no_progress else None)  # None: a bar on a terminal only

@@ -27,6 +27,14 @@ class DictConfig:
             raise ConfigError(f"the configuration lacks {', '.join(sorted(missing))}.")
         return cls(**d)
 
+    @classmethod
+    def checked(cls, cfg):
+        """cfg as a validated instance: a dict (a checkpoint's header) is read with from_dict
+        first, then validate() raises ConfigError for any setting that cannot work."""
+        cfg = cls.from_dict(cfg) if isinstance(cfg, dict) else cfg
+        cfg.validate()
+        return cfg
+
 
 @dataclass
 class TransformerConfig(DictConfig):

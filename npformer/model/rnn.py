@@ -68,10 +68,7 @@ class RNNSeq2Seq(Layer):
     def __init__(self, cfg, seed=0, dtype="float32", backend=None):
         xp = get_backend(backend)
         super().__init__(xp, dtype)
-        if isinstance(cfg, dict):
-            cfg = RNNConfig.from_dict(cfg)
-        cfg.validate()
-        self.cfg = cfg
+        self.cfg = cfg = RNNConfig.checked(cfg)  # a dict (a checkpoint header) or a config
         self.seed = seed
         E, Hd = cfg.d_embed, cfg.d_hidden
         rng = np.random.default_rng(seed)

@@ -33,10 +33,7 @@ class Transformer(Layer):
     def __init__(self, cfg, seed=0, dtype="float32", backend=None):
         xp = get_backend(backend)
         super().__init__(xp, dtype)
-        if isinstance(cfg, dict):
-            cfg = TransformerConfig.from_dict(cfg)
-        cfg.validate()
-        self.cfg = cfg
+        self.cfg = cfg = TransformerConfig.checked(cfg)  # a dict (a checkpoint header) or a config
         self.seed = seed
         D, H, F, N, p = cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.n_layers, cfg.dropout
         rng = np.random.default_rng(seed)                        # host generator: initial parameters

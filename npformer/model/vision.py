@@ -93,10 +93,7 @@ class VisionTransformer(Layer):
     def __init__(self, cfg, seed=0, dtype="float32", backend=None):
         xp = get_backend(backend)
         super().__init__(xp, dtype)
-        if isinstance(cfg, dict):
-            cfg = VisionConfig.from_dict(cfg)
-        cfg.validate()
-        self.cfg = cfg
+        self.cfg = cfg = VisionConfig.checked(cfg)  # a dict (a checkpoint header) or a config
         self.seed = seed
         D, N = cfg.d_model, cfg.grid ** 2
         rng = np.random.default_rng(seed)                        # host generator: initial parameters

@@ -29,6 +29,7 @@ def warmup_constant_lr(step, lr, warmup):
 
 
 SCHEDULES = ("paper", "constant")
+AFTER_WARMUP = {"paper": "then 1/sqrt(step)", "constant": "then constant"}  # for run headers
 
 
 def learning_rate(step, schedule, lr, warmup, d_model):
