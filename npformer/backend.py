@@ -15,6 +15,7 @@ on them, and silent conversion to a host array. A suite that passes under
 """
 
 import functools
+import json
 import os
 import types
 
@@ -132,6 +133,35 @@ def default_rng(xp, seed):
     if xp is strict:
         return _StrictGenerator(np.random.default_rng(seed))
     return xp.random.default_rng(seed)
+
+
+def rng_state(gen):
+    """Everything that restores a generator from `default_rng` exactly, as host bytes (uint8),
+    for a checkpoint. NumPy and strict: the bit generator's state, as JSON. CuPy: the cuRAND
+    per-thread states its bit generator keeps on the device; CuPy has no public accessor for
+    them, so this copies its `_state` buffer."""
+    bitgen = gen.bit_generator
+    if type(bitgen).__module__.startswith("cupy"):
+        return to_numpy(bitgen._state).view(np.uint8)
+    return np.frombuffer(json.dumps(bitgen.state).encode(), dtype=np.uint8).copy()
+
+
+def set_rng_state(gen, state):
+    """Restore what `rng_state` saved, and return True; return False, changing nothing, where the
+    state does not fit this generator (saved on another backend, or on a GPU with another number
+    of cuRAND threads)."""
+    bitgen = gen.bit_generator
+    state = np.asarray(state, dtype=np.uint8)
+    if type(bitgen).__module__.startswith("cupy"):
+        if state.size != bitgen._state.size:
+            return False
+        bitgen._state[...] = to_device(state.view(np.int8), _cupy())
+        return True
+    try:
+        bitgen.state = json.loads(state.tobytes().decode())
+    except (ValueError, TypeError, KeyError):                    # not JSON, or another bit generator's
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- the strict backend

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from npformer.backend import (BackendError, StrictError, backend_name, default_rng, get_backend, get_xp, strict,
-                              to_device, to_numpy)
+from npformer.backend import (BackendError, StrictError, backend_name, default_rng, get_backend, get_xp,
+                              rng_state, set_rng_state, strict, to_device, to_numpy)
 
 
 def test_numpy_is_the_default(monkeypatch):
@@ -85,3 +85,21 @@ def test_seeded_generators_repeat():
         a = to_numpy(default_rng(xp, 5).random((3,), dtype=np.float32))
         b = to_numpy(default_rng(xp, 5).random((3,), dtype=np.float32))
         assert a.dtype == np.float32 and np.array_equal(a, b)
+
+
+def test_a_saved_generator_state_replays_the_same_draws(xp):
+    gen = default_rng(xp, 7)
+    gen.random((5,), dtype=np.float32)
+    state = rng_state(gen)                                       # host bytes, as a checkpoint keeps them
+    assert isinstance(state, np.ndarray) and state.dtype == np.uint8
+    first = to_numpy(gen.random((4, 3), dtype=np.float32))
+    other = default_rng(xp, 123)                                 # another seed, then the saved state
+    assert set_rng_state(other, state)
+    assert np.array_equal(to_numpy(other.random((4, 3), dtype=np.float32)), first)
+
+
+def test_a_state_that_does_not_fit_is_refused_and_changes_nothing(xp):
+    gen = default_rng(xp, 7)
+    expected = to_numpy(default_rng(xp, 7).random((3,), dtype=np.float32))
+    assert not set_rng_state(gen, np.frombuffer(b"not a generator state", dtype=np.uint8))
+    assert np.array_equal(to_numpy(gen.random((3,), dtype=np.float32)), expected)

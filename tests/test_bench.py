@@ -52,6 +52,19 @@ def test_without_torch_npformer_is_timed_alone(tmp_path, capsys):
     assert "| tiny |" in md.read_text()
 
 
+def test_a_gpu_page_is_measured_not_judged():
+    from npformer.bench import report
+    timings, _ = run(["reference", "large"], with_torch=False, solve=False, memory=False, seconds=0.0,
+                     min_steps=1, max_steps=1, warmup=1, write=lambda s: None)
+    env = {"machine": "a GPU", "threads": 1, "versions": {}, "matmul": 1e12, "load": [0.0]}
+    cpu = report.markdown(timings, [], None, {**env, "backend": "numpy"}, "npformer bench")
+    gpu = report.markdown(timings, [], None, {**env, "backend": "cupy"}, "npformer bench --backend cupy")
+    assert "# Benchmarks\n" in cpu and "<= 0.70" in cpu and "70% of matmul" in cpu and report.GPU_NOTE not in cpu
+    assert "# Benchmarks on a GPU" in gpu and "<=" not in gpu and report.GPU_NOTE in gpu
+    assert "MISSED" not in report.line(timings[1], 1e15, targets=False)
+    assert "MISSED" in report.line(timings[1], 1e15)                  # 1 PFLOP/s: the fraction is missed
+
+
 def test_an_unknown_workload_is_a_one_line_error(capsys):
     assert main(["bench", "--workloads", "reference,huge", "--no-torch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -10,6 +10,7 @@ import pytest
 
 from npformer.cli import main
 from npformer.model.checkpoint import read
+from helpers import BIT_EXACT, same_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--d-model", "16", "--n-heads", "2", "--d-ff", "32", "--n-layers", "1", "--max-len", "4",
@@ -59,7 +60,9 @@ def test_train_resume_through_the_cli_matches_a_straight_run(tmp_path, capsys):
     assert main(["train", "--resume", "--steps", "8", "--no-progress", "--out", b]) == 0
     assert "resuming" in capsys.readouterr().out
     pa, pb = read(os.path.join(a, "model.npz"))[1], read(os.path.join(b, "model.npz"))[1]
-    assert all(np.array_equal(pa[k], pb[k]) for k in pa)
+    for k in pa:
+        if BIT_EXACT or not k.endswith(".bk"):                   # bk: see the resume test in test_train.py
+            same_run(pa[k], pb[k], k)
 
 
 def test_train_error_paths(tmp_path, capsys):

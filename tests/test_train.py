@@ -10,6 +10,7 @@ from npformer.backend import to_numpy
 from npformer.errors import ConfigError
 from npformer.model.checkpoint import read
 from npformer.train.loop import TrainConfig, Trainer, TrainingDiverged, fresh
+from helpers import BIT_EXACT, same_run
 
 TINY = dict(d_model=16, n_heads=2, d_ff=32, n_layers=1, max_len=5, batch_size=8, eval_size=16, eval_every=5)
 
@@ -42,7 +43,7 @@ def test_a_run_writes_checkpoint_and_metrics(tmp_path):
     header, params, extra = read(os.path.join(out, "model.npz"))
     assert header["meta"]["step"] == 12 and header["meta"]["train"]["task"] == "reverse"
     assert int(extra["adam/step"]) == 12
-    assert set(extra) == {"adam/step"} | {f"adam/{w}/{k}" for w in "mv" for k in params}
+    assert set(extra) == {"adam/step", "dropout_rng"} | {f"adam/{w}/{k}" for w in "mv" for k in params}
     assert len(result.samples) == 3 and "->" in result.samples[0]
 
 
@@ -76,12 +77,17 @@ def test_resume_after_an_interruption_gives_identical_parameters(tmp_path):
 
     a, b = _params(straight), _params(resumed)
     assert a.keys() == b.keys()
-    for k in a:
-        assert np.array_equal(a[k], b[k]), f"{k} differs after resume"   # bit for bit
+    # The key bias bk has a gradient of exactly zero (softmax ignores a shift shared by a row of
+    # scores), so what reaches it is rounding noise, which Adam scales up to steps of size lr. Where
+    # runs agree only to rounding (CuPy), that noise differs between them; it changes no output.
+    compared = [k for k in a if BIT_EXACT or not k.endswith(".bk")]
+    for k in compared:
+        same_run(a[k], b[k], f"{k} after resume")
     for which in ("m", "v"):
-        for k in a:
-            assert np.array_equal(to_numpy(getattr(straight.adam, which)[k]), to_numpy(getattr(resumed.adam, which)[k]))
-    assert _without_clock(_metrics(out)) == _without_clock(_metrics(str(tmp_path / "straight")))
+        for k in compared:
+            same_run(getattr(straight.adam, which)[k], getattr(resumed.adam, which)[k], f"Adam's {which} of {k}")
+    resumed_log, straight_log = _without_clock(_metrics(out)), _without_clock(_metrics(str(tmp_path / "straight")))
+    assert resumed_log == (straight_log if BIT_EXACT else [pytest.approx(r, rel=1e-4) for r in straight_log])
 
 
 def test_resume_can_extend_steps_but_not_change_the_recipe(tmp_path):

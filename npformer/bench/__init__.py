@@ -62,7 +62,7 @@ def run(workloads=None, backend=None, threads=None, with_torch=True, solve=True,
         r = bench_workload(w, backend, threads, with_torch, warmup=warmup, min_steps=min_steps,
                            seconds=seconds, max_steps=max_steps, memory=memory)
         timings.append(r)
-        write(report.line(r, env["matmul"]))
+        write(report.line(r, env["matmul"], targets=report.has_targets(backend)))
 
     solves, solve_cfg = [], None
     if solve:

@@ -25,8 +25,9 @@ def add_parser(sub):
     p.add_argument("--no-torch", action="store_true", help="time npformer alone")
     p.add_argument("--no-solve", action="store_true", help="skip the time-to-solve comparison")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    p.add_argument("--markdown", default="docs/benchmarks.md", metavar="PATH",
-                   help="write the results table here (default docs/benchmarks.md; '' to skip)")
+    p.add_argument("--markdown", metavar="PATH",
+                   help="write the results table here (default docs/benchmarks.md, or docs/benchmarks-gpu.md "
+                        "with --backend cupy; '' to skip)")
     p.add_argument("--note", metavar="TEXT", help="a line about the conditions of the run, for the Markdown page")
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes and one step each: checks the benchmark runs, measures nothing")
@@ -34,6 +35,7 @@ def add_parser(sub):
 
 
 def run(args):
+    from npformer.backend import backend_name
     from npformer.bench import WORKLOADS, run as bench
     from npformer.errors import ConfigError
 
@@ -46,7 +48,10 @@ def run(args):
             raise ConfigError(f"unknown workload {unknown[0]!r}: choose from {', '.join(sorted(known))}.")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
+    markdown = args.markdown
+    if markdown is None:
+        markdown = "docs/benchmarks-gpu.md" if backend_name(args.backend) == "cupy" else "docs/benchmarks.md"
     bench(names, backend=args.backend, threads=args.threads, with_torch=not args.no_torch,
           solve=not args.no_solve, memory=not args.no_memory, seconds=args.seconds,
-          min_steps=args.min_steps, markdown=args.markdown or None, smoke=args.smoke, note=args.note,
+          min_steps=args.min_steps, markdown=markdown or None, smoke=args.smoke, note=args.note,
           command="npformer " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "npformer bench")

@@ -73,7 +73,7 @@ def run(args):
         trainer = Trainer.resume(out, backend=args.backend, **given)
         print(f"resuming {out} at step {trainer.step} of {trainer.cfg.steps}")
         if not trainer.resumed_exactly:
-            print("note: this backend cannot restore the dropout generator's state, so dropout masks are "
+            print("note: the saved dropout generator does not fit this backend or GPU, so dropout masks are "
                   "reseeded: the run goes on deterministically, but not exactly as an unbroken one would.")
     else:
         trainer = fresh(TrainConfig(**given), out, backend=args.backend, force=args.force)

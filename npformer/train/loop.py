@@ -13,7 +13,8 @@ token accuracy), one line goes to DIR/metrics.jsonl and DIR/model.npz is rewritt
 atomically with everything a resume needs: parameters, Adam's m and v and step, the step,
 and the states of the batch and dropout generators. A run resumed from it takes the same
 steps with the same batches and masks as one that never stopped, so on NumPy its final
-parameters are the same bit for bit.
+parameters are the same bit for bit (on CuPy, to rounding: its add.at adds with atomics in no
+fixed order).
 """
 
 import json
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from npformer.backend import get_backend, name_of, to_numpy
+from npformer.backend import default_rng, get_backend, name_of, rng_state, set_rng_state, to_numpy
 from npformer.errors import ConfigError, NpformerError
 from npformer.layers import Dropout
 from npformer.loss import cross_entropy
@@ -193,7 +194,7 @@ class Trainer:
     def state_meta(self):
         """The JSON part of a resume: step, configuration, generator states, clocks."""
         return {"step": self.step, "train": asdict(self.cfg), "backend": name_of(self.xp),
-                "data_rng": self.data_rng.bit_generator.state, "dropout_rng": _rng_state(self.model.drop_rng),
+                "data_rng": self.data_rng.bit_generator.state,
                 "wall_s": self.wall_s + self._clock(), "eval": self.last_eval}
 
     def save(self):
@@ -204,7 +205,7 @@ class Trainer:
         if not all(bool(xp.isfinite(p).all()) for p in self.params.values()):
             raise TrainingDiverged(f"a parameter stopped being finite by step {self.step}; {self._kept()}")
         state = self.adam.state_dict()
-        extra = {"adam/step": np.array(state["step"])}
+        extra = {"adam/step": np.array(state["step"]), "dropout_rng": rng_state(self.model.drop_rng)}
         for name in self.params:
             extra[f"adam/m/{name}"] = to_numpy(state["m"][name])
             extra[f"adam/v/{name}"] = to_numpy(state["v"][name])
@@ -245,7 +246,7 @@ class Trainer:
                                    "m": {k: extra[f"adam/m/{k}"] for k in names},
                                    "v": {k: extra[f"adam/v/{k}"] for k in names}})
         self.data_rng.bit_generator.state = meta["data_rng"]
-        self.resumed_exactly = _set_rng_state(self.model, meta["dropout_rng"], cfg.seed, meta["step"])
+        self.resumed_exactly = _set_dropout_rng(self.model, extra.get("dropout_rng"), cfg.seed, meta["step"])
         self.step = self.saved_step = meta["step"]
         self.wall_s = meta["wall_s"]
         self.last_eval = meta["eval"]
@@ -352,26 +353,12 @@ def _eval_line(rec):
 
 # ----------------------------------------------------------------------------- resume helpers
 
-def _rng_state(gen):
-    """A JSON-able state of a generator, or None where the backend cannot give one (CuPy)."""
-    try:
-        state = gen.bit_generator.state
-        json.dumps(state)
-        return state
-    except (AttributeError, TypeError, NotImplementedError):
-        return None
-
-
-def _set_rng_state(model, state, seed, step):
-    """Restore the dropout generator. Where no state was saved (CuPy), reseed from (seed, step):
-    the run goes on deterministically but not identically to one that never stopped."""
-    if state is not None:
-        try:
-            model.drop_rng.bit_generator.state = state
-            return True
-        except (AttributeError, TypeError, ValueError, NotImplementedError):
-            pass
-    from npformer.backend import default_rng
+def _set_dropout_rng(model, state, seed, step):
+    """Restore the dropout generator. Where the saved state does not fit (a checkpoint from
+    another backend or another GPU), reseed from (seed, step): the run goes on deterministically,
+    but not exactly as an unbroken one would. Returns whether the state was restored."""
+    if state is not None and set_rng_state(model.drop_rng, state):
+        return True
     rng = default_rng(model.xp, int(np.random.SeedSequence([seed + 1, step]).generate_state(1)[0]))
     model.drop_rng = rng
     for _, layer in model.named_layers():
