@@ -14,6 +14,7 @@ on them, and silent conversion to a host array. A suite that passes under
 `NPFORMER_BACKEND=strict` therefore keeps host and device apart the way CuPy needs.
 """
 
+import ctypes
 import functools
 import json
 import os
@@ -94,6 +95,43 @@ def get_xp(*arrays):
         if module.startswith("cupy"):
             return _cupy()
     return np
+
+
+# ----------------------------------------------------------------------------- BLAS threads
+
+@functools.lru_cache(maxsize=None)
+def _openblas():
+    """The (get, set) thread-count functions of the OpenBLAS NumPy loaded (found in this
+    process's memory map, the way threadpoolctl finds it), or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    return get, put
+    return None
+
+
+def blas_threads(n=None):
+    """The number of threads NumPy's BLAS uses; with n, set it first (OpenBLAS only). Elsewhere:
+    the OMP/OPENBLAS/MKL environment variables, or the cores."""
+    lib = _openblas()
+    if lib is not None:
+        get, put = lib
+        if n is not None:
+            put(int(n))
+        return int(get())
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return os.cpu_count() or 1
 
 
 # ----------------------------------------------------------------------------- transfers

@@ -23,10 +23,13 @@ def log_softmax(logits):
     return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))  # (...,V)
 
 
-def cross_entropy(logits, targets, pad_id=0, label_smoothing=0.0):
+def cross_entropy(logits, targets, pad_id=0, label_smoothing=0.0, n_tokens=None):
     """Mean cross-entropy over non-pad tokens, and its gradient.
 
     Inputs: logits (B,T,V) float, targets (B,T) integer ids (host or device).
+    n_tokens: divide by this count instead of the batch's own number of non-pad tokens; the
+    parts of a split batch pass the whole batch's count, so their losses and gradients add up
+    to the whole batch's (train/parallel.py).
     Returns: (loss as a Python float, dlogits (B,T,V) of logits' dtype and backend).
     """
     xp = get_xp(logits)
@@ -39,8 +42,9 @@ def cross_entropy(logits, targets, pad_id=0, label_smoothing=0.0):
     host_targets = check_ids(targets, V, "target ids")
     if host_targets.shape != (B, T):
         raise InputError(f"targets have shape {host_targets.shape} but logits have (B, T) = {(B, T)}.")
-    n_tokens = int((host_targets != pad_id).sum())
-    if n_tokens == 0:
+    if n_tokens is None:
+        n_tokens = int((host_targets != pad_id).sum())
+    if n_tokens <= 0:
         raise InputError("the batch has no target token that is not padding, so its loss is undefined.")
     targets = to_device(host_targets, xp)
 

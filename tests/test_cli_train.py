@@ -79,15 +79,15 @@ def test_train_error_paths(tmp_path, capsys):
 
 
 def test_train_nan_loss_is_one_line_naming_the_step(tmp_path, capsys, monkeypatch):
-    import npformer.train.loop as loop
-    real = loop.cross_entropy
+    from npformer.train.parallel import DataParallel
+    real = DataParallel.step
     calls = []
 
-    def nan_from_step_3(*args, **kwargs):
-        loss, dlogits = real(*args, **kwargs)
+    def nan_from_step_3(*args, **kwargs):                        # the loss of a whole step
+        loss = real(*args, **kwargs)
         calls.append(1)
-        return (float("nan") if len(calls) >= 3 else loss), dlogits
-    monkeypatch.setattr(loop, "cross_entropy", nan_from_step_3)
+        return float("nan") if len(calls) >= 3 else loss
+    monkeypatch.setattr(DataParallel, "step", nan_from_step_3)
     out = str(tmp_path / "run")
     line = _one_line_error(capsys, ["train", *TINY, "--steps", "9", "--eval-every", "2", "--out", out],
                            "step 3", "nan")
@@ -96,8 +96,8 @@ def test_train_nan_loss_is_one_line_naming_the_step(tmp_path, capsys, monkeypatc
 
 
 def test_train_interrupted_says_how_to_resume(tmp_path, capsys, monkeypatch):
-    import npformer.train.loop as loop
-    real = loop.cross_entropy
+    from npformer.train.parallel import DataParallel
+    real = DataParallel.step
     calls = []
 
     def interrupt_at_step_5(*args, **kwargs):
@@ -105,7 +105,7 @@ def test_train_interrupted_says_how_to_resume(tmp_path, capsys, monkeypatch):
         if len(calls) == 5:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
-    monkeypatch.setattr(loop, "cross_entropy", interrupt_at_step_5)
+    monkeypatch.setattr(DataParallel, "step", interrupt_at_step_5)
     out = str(tmp_path / "run")
     assert main(["train", *TINY, "--steps", "9", "--eval-every", "2", "--out", out]) == 130
     err = capsys.readouterr().err.strip()

@@ -43,7 +43,9 @@ def test_a_run_writes_checkpoint_and_metrics(tmp_path):
     header, params, extra = read(os.path.join(out, "model.npz"))
     assert header["meta"]["step"] == 12 and header["meta"]["train"]["task"] == "reverse"
     assert int(extra["adam/step"]) == 12
-    assert set(extra) == {"adam/step", "dropout_rng"} | {f"adam/{w}/{k}" for w in "mv" for k in params}
+    replicas = header["meta"]["train"]["replicas"]              # one dropout generator each
+    assert set(extra) == ({"adam/step"} | {f"dropout_rng/{k}" for k in range(replicas)}
+                          | {f"adam/{w}/{k}" for w in "mv" for k in params})
     assert len(result.samples) == 3 and "->" in result.samples[0]
 
 

@@ -8,13 +8,13 @@ and the time the default `npformer train` takes to solve the reverse task, besid
     harness.py          interleaved timing
     memory.py           peak memory of one step
     solve.py            time to solve
-    machine.py          CPU, versions, BLAS threads, the matrix-multiply ceiling
+    machine.py          CPU, versions, the matrix-multiply ceiling
     report.py           terminal lines and docs/benchmarks.md
 """
 
 import os
 
-from npformer.backend import get_backend, name_of
+from npformer.backend import blas_threads, get_backend, name_of
 from npformer.bench.workloads import BY_NAME, WORKLOADS, Workload
 
 # Tiny sizes for `npformer bench --smoke`: the whole benchmark runs in seconds and measures nothing.
@@ -40,7 +40,7 @@ def run(workloads=None, backend=None, threads=None, with_torch=True, solve=True,
     elif with_torch and backend == "cupy" and not torch.cuda.is_available():
         write(f"PyTorch {torch.__version__} here has no CUDA: timing npformer alone.")
         torch, with_torch = None, False
-    threads = machine.blas_threads(threads)                      # NumPy's BLAS threads, set if asked
+    threads = blas_threads(threads)                      # NumPy's BLAS threads, set if asked
     if torch is not None:
         torch.set_num_threads(threads)                           # PyTorch gets the same number
     if smoke:

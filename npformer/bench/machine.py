@@ -1,6 +1,5 @@
-"""What the benchmark runs on: the CPU, versions, the BLAS thread count, the matmul ceiling."""
+"""What the benchmark runs on: the CPU, versions, the matmul ceiling."""
 
-import ctypes
 import os
 import platform
 import time
@@ -29,39 +28,6 @@ def describe(xp=np):
         gpu = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         text += f"; GPU {gpu}, {props['totalGlobalMem'] / 2**30:.0f} GiB"
     return text
-
-
-def _openblas():
-    """The OpenBLAS library NumPy loaded (found in this process's memory map), or None."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
-    except OSError:
-        return None
-    for path in sorted(paths):
-        lib = ctypes.CDLL(path)
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    return get, put
-    return None
-
-
-def blas_threads(n=None):
-    """The number of threads NumPy's BLAS uses; with n, set it first (OpenBLAS only, the way
-    threadpoolctl does it). Elsewhere: the OMP/OPENBLAS/MKL environment variables, or the cores."""
-    lib = _openblas()
-    if lib is not None:
-        get, put = lib
-        if n is not None:
-            put(int(n))
-        return int(get())
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return os.cpu_count() or 1
 
 
 def blas_name():

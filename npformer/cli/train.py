@@ -32,6 +32,8 @@ FLAGS = [
     ("--eval-size", "eval_size", int, "held-out sequences"),
     ("--target", "target", float, "stop when held-out exact match reaches this"),
     ("--seed", "seed", int, "seed of parameters, batches and dropout"),
+    ("--replicas", "replicas", int, "parts of each batch, run side by side in threads, each by a replica of the model "
+                                    "(default: 2 on the CPU, 1 on a GPU)"),
 ]
 CHOICES = {"task": ("copy", "reverse", "sort"), "norm": ("post", "pre"), "schedule": SCHEDULES,
            "model": ("transformer", "rnn", "rnn-attention"), "attention_score": SCORES}
@@ -50,7 +52,7 @@ def add_parser(sub):
         # default None: on --resume only the flags actually given are compared with the saved run
         p.add_argument(flag, dest=name, type=kind, default=None, choices=CHOICES.get(name),
                        metavar=None if name in CHOICES else name.split("_")[-1].upper(),
-                       help=f"{text} (default {getattr(defaults, name)})")
+                       help=text if getattr(defaults, name) is None else f"{text} (default {getattr(defaults, name)})")
     p.add_argument("--out", metavar="DIR", default=None, help="run directory (default runs/TASK)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in DIR from its checkpoint (optimiser, step and generators too)")
@@ -85,7 +87,8 @@ def run(args):
           f"{shape}; "
           f"batch {cfg.batch_size}, lr {cfg.lr:g} after {cfg.warmup} warm-up steps, "
           f"{AFTER_WARMUP[cfg.schedule]}, "
-          f"backend {name_of(trainer.model.xp)}", flush=True)
+          f"backend {name_of(trainer.model.xp)}"
+          + (f", {cfg.replicas} replicas" if cfg.replicas > 1 else ""), flush=True)
     try:
         result = trainer.run(progress=False if args.no_progress else None)  # None: a bar on a terminal only
     except KeyboardInterrupt:

@@ -15,6 +15,8 @@ import os
 import platform
 import time
 
+from npformer.backend import blas_threads
+
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "docs", "experiments")
 
 
@@ -54,13 +56,8 @@ def write_outputs(out_dir, name, page, raw):
 
 def one_thread():
     """Limit BLAS to one thread. These models are small: on a shared machine, threads fighting
-    over a few cores made a step 10x slower than one thread does. Uses threadpoolctl where it
-    is installed (scikit-learn brings it); otherwise set OPENBLAS_NUM_THREADS=1 yourself."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(limits=1)
+    over a few cores made a step 10x slower than one thread does."""
+    blas_threads(1)
 
 
 class Clock:

@@ -124,7 +124,7 @@ def main(argv=None):
     lengths = LENGTHS
     common = dict(task="reverse", min_len=1, max_len=32, d_model=args.d_model, d_ff=4 * args.d_model,
                   steps=steps, eval_every=every, eval_size=args.eval_size, target=0.995, seed=0,
-                  schedule="constant")                           # warm-up to a constant: the schedule of the tables
+                  schedule="constant", replicas=1)               # the schedule and whole batches of the tables
     accuracy, hard, peaks, timing, trained, params, tail = {}, {}, {}, {}, {}, {}, {}
     for name in args.models.split(","):
         print(f"{LABELS[name]}: {'training (or reading a finished run)' if args.reuse else 'training'}", flush=True)

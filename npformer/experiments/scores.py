@@ -129,7 +129,8 @@ def main(argv=None):
     one_thread()
     steps, every = (20, 10) if args.quick else (args.steps, args.eval_every)
     common = dict(task="reverse", d_model=args.d_model, d_ff=args.d_ff, steps=steps, eval_every=every,
-                  eval_size=args.eval_size, seed=0, schedule="constant")  # the schedule the tables were measured with
+                  eval_size=args.eval_size, seed=0, schedule="constant",  # the schedule the tables were
+                  replicas=1)                                    # measured with, on whole batches
     plan = [("part1", score, score, dict(attention_score=score)) for score in SCORES]
     plan += [("part2", f"{score}, d_k = {args.d_model}", f"{score}_1head", dict(attention_score=score, n_heads=1))
              for score in ("scaled_dot", "dot")]

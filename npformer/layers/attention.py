@@ -79,6 +79,10 @@ class MultiHeadAttention(Layer):
         self.attention = make_score_attention(score, d_model // n_heads, rng, xp, dtype)
         self.weights = None                                      # last A, kept for plots
 
+    def take_parameters(self, other):
+        super().take_parameters(other)
+        self.Wqkv, self.bqkv = other.Wqkv, other.bqkv           # the packed arrays the views come from
+
     def split_heads(self, x):                                    # x: (B,N,D), or (B,N,n*D)
         """(B,N,D) -> (B,H,N,K). A (B,N,n*D) input, n projections side by side (Q|K|V), gives
         (n,B,H,N,K), to unpack as q, k, v. Views only: no copy."""

@@ -70,6 +70,19 @@ class Layer:
                 if name not in layer.borrowed:
                     yield (f"{prefix}.{name}" if prefix else name), layer, name
 
+    def share_parameters(self, other):
+        """Make this layer tree use `other`'s parameter arrays (the same memory), keeping its own
+        gradients and caches. `other` has the same structure: a model built from the same
+        config. Replicas made this way run on parts of a batch side by side, each adding into
+        its own gradients (train/parallel.py)."""
+        for (_, mine), (_, theirs) in zip(self.named_layers(), other.named_layers()):
+            mine.take_parameters(theirs)
+
+    def take_parameters(self, other):
+        """This layer's part of share_parameters; a layer that keeps parameter arrays outside
+        `params` (multi-head attention's packed Wqkv) extends it."""
+        self.params = dict(other.params)
+
     def parameters(self):
         """name -> the live parameter array (changing it in place changes the model)."""
         return {full: layer.params[name] for full, layer, name in self._owned()}

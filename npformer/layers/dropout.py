@@ -44,3 +44,13 @@ class Dropout(Layer):
         if self.cache is None:
             return dout
         return dout * self.cache                                 # (...)  (DO-2)
+
+
+def use_generator(model, rng):
+    """Draw every dropout mask of `model` (and its sub-layers) from `rng`, a generator of the
+    model's backend: after a resume that could not restore the saved one, and for a replica
+    that needs a stream of its own."""
+    model.drop_rng = rng
+    for _, layer in model.named_layers():
+        if isinstance(layer, Dropout):
+            layer.rng = rng

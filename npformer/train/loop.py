@@ -4,9 +4,11 @@ that resume exactly.  docs: training.md
 One step:
 
     batch  = make_batch(task, task.sample(data_rng, B))          host, from a seeded generator
-    logits = model.forward(src, tgt_in)                          (B,T,V)
-    loss, dlogits = cross_entropy(logits, tgt_out, label_smoothing)   the only number read back
-    model.backward(dlogits); clip_grad_norm(grads); adam.step(grads, lr(step))
+    for each of the cfg.replicas parts of the batch, in a thread of its own (parallel.py):
+        logits = model.forward(src, tgt_in)                      (B_k,T,V)
+        loss, dlogits = cross_entropy(logits, tgt_out, label_smoothing)   the only number read back
+        model.backward(dlogits)                                  gradients summed over the parts
+    clip_grad_norm(grads); adam.step(grads, lr(step))
 
 Every `eval_every` steps the held-out set is decoded greedily and scored (exact match,
 token accuracy), one line goes to DIR/metrics.jsonl and DIR/model.npz is rewritten
@@ -21,18 +23,17 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-from npformer.backend import default_rng, get_backend, name_of, rng_state, set_rng_state, to_numpy
+from npformer.backend import get_backend, name_of, to_numpy
 from npformer.errors import ConfigError, NpformerError
-from npformer.layers import Dropout
-from npformer.loss import cross_entropy
 from npformer.model import CheckpointError, Transformer, TransformerConfig
 from npformer.model.checkpoint import load_into, read
 from npformer.model.rnn import RNNConfig, RNNSeq2Seq
 from npformer.train.optim import SCHEDULES, Adam, clip_grad_norm, learning_rate
+from npformer.train.parallel import DataParallel, default_replicas
 from npformer.train.tasks import BOS, EOS, EVAL_SEED, PAD, TASKS, Task, heldout, make_batch, pad, score, strip
 
 CHECKPOINT = "model.npz"
@@ -75,13 +76,17 @@ class TrainConfig:
     eval_size: int = 500
     target: float = 0.99           # stop once held-out exact match reaches this
     seed: int = 0                  # parameters, batches and dropout masks
+    # speed: the batch runs in this many parts, each in a thread with a replica of the model
+    # (parallel.py); part of the recipe, since each replica draws its own dropout masks.
+    # None: 2 on the CPU, 1 on a GPU (default_replicas), fixed when the run starts
+    replicas: int = None
     eval_seed: int = EVAL_SEED     # the held-out set
     dtype: str = "float32"
 
     def __post_init__(self):
         Task(self.task, self.n_symbols, self.min_len, self.max_len)  # raises ConfigError if it cannot work
-        for name in ("steps", "batch_size", "eval_every", "eval_size"):
-            if getattr(self, name) < 1:
+        for name in ("steps", "batch_size", "eval_every", "eval_size", "replicas"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.warmup < 0 or self.lr <= 0 or self.clip < 0:
             raise ConfigError("lr must be positive, and warmup and clip must not be negative.")
@@ -167,14 +172,17 @@ class Trainer:
     """
 
     def __init__(self, cfg, backend=None, out_dir=None):
+        self.xp = get_backend(backend)
+        if cfg.replicas is None:                                 # fixed now, and saved with the run
+            cfg = replace(cfg, replicas=default_replicas(self.xp))
         self.cfg = cfg
         self.task = cfg.task_spec
-        self.xp = get_backend(backend)
         self.out_dir = out_dir
         model_class = Transformer if cfg.model == "transformer" else RNNSeq2Seq
         self.model = model_class(cfg.model_config(), seed=cfg.seed, dtype=cfg.dtype, backend=self.xp)
         self.params = self.model.parameters()
         self.grads = self.model.gradients()
+        self.parallel = DataParallel(self.model, cfg.replicas)   # the batch in cfg.replicas parts, one thread each
         self.adam = Adam(self.params, betas=(0.9, 0.98), eps=1e-9)
         self.data_rng = np.random.default_rng(cfg.seed)          # host: batches
         self.step = 0
@@ -205,7 +213,9 @@ class Trainer:
         if not all(bool(xp.isfinite(p).all()) for p in self.params.values()):
             raise TrainingDiverged(f"a parameter stopped being finite by step {self.step}; {self._kept()}")
         state = self.adam.state_dict()
-        extra = {"adam/step": np.array(state["step"]), "dropout_rng": rng_state(self.model.drop_rng)}
+        extra = {"adam/step": np.array(state["step"])}
+        for k, rng in enumerate(self.parallel.dropout_states()):
+            extra[f"dropout_rng/{k}"] = rng                      # replica k's generator
         for name in self.params:
             extra[f"adam/m/{name}"] = to_numpy(state["m"][name])
             extra[f"adam/v/{name}"] = to_numpy(state["v"][name])
@@ -246,7 +256,8 @@ class Trainer:
                                    "m": {k: extra[f"adam/m/{k}"] for k in names},
                                    "v": {k: extra[f"adam/v/{k}"] for k in names}})
         self.data_rng.bit_generator.state = meta["data_rng"]
-        self.resumed_exactly = _set_dropout_rng(self.model, extra.get("dropout_rng"), cfg.seed, meta["step"])
+        states = [extra[f"dropout_rng/{k}"] for k in range(cfg.replicas) if f"dropout_rng/{k}" in extra]
+        self.resumed_exactly = self.parallel.set_dropout_states(states, cfg.seed, meta["step"])
         self.step = self.saved_step = meta["step"]
         self.wall_s = meta["wall_s"]
         self.last_eval = meta["eval"]
@@ -263,14 +274,12 @@ class Trainer:
         """One optimiser step on a fresh batch; returns (loss, number of target tokens)."""
         step = self.step + 1
         batch = make_batch(self.task, self.task.sample(self.data_rng, self.cfg.batch_size))
-        logits = self.model.forward(batch.src, batch.tgt_in, training=True)  # (B,T,V)
-        loss, dlogits = cross_entropy(logits, batch.tgt_out, pad_id=PAD,
-                                      label_smoothing=self.cfg.label_smoothing)
+        # zero the gradients, then forward, loss and backward over the batch's parts (parallel.py)
+        loss = self.parallel.step(batch.src, batch.tgt_in, batch.tgt_out, pad_id=PAD,
+                                  label_smoothing=self.cfg.label_smoothing)
         if not math.isfinite(loss):                              # before any parameter changes
             raise TrainingDiverged(f"the loss became {loss} at step {step}; {self._kept()} "
                                    "Try a lower --lr or a tighter --clip.")
-        self.model.zero_grad()
-        self.model.backward(dlogits)
         clip_grad_norm(self.grads, self.cfg.clip)
         self.adam.step(self.grads, self.lr(step))
         self.step = step
@@ -352,20 +361,6 @@ def _eval_line(rec):
 
 
 # ----------------------------------------------------------------------------- resume helpers
-
-def _set_dropout_rng(model, state, seed, step):
-    """Restore the dropout generator. Where the saved state does not fit (a checkpoint from
-    another backend or another GPU), reseed from (seed, step): the run goes on deterministically,
-    but not exactly as an unbroken one would. Returns whether the state was restored."""
-    if state is not None and set_rng_state(model.drop_rng, state):
-        return True
-    rng = default_rng(model.xp, int(np.random.SeedSequence([seed + 1, step]).generate_state(1)[0]))
-    model.drop_rng = rng
-    for _, layer in model.named_layers():
-        if isinstance(layer, Dropout):
-            layer.rng = rng
-    return False
-
 
 def _truncate_metrics(path, step):
     """Drop metrics lines after `step`: the resumed run writes them again."""
