@@ -103,3 +103,21 @@ def test_a_run_fixes_its_number_of_replicas_when_it_starts(xp, tmp_path):
 def test_no_replicas_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         DataParallel(nf.Transformer(TRANSFORMER), 0)
+
+
+def test_adam_shared_among_the_threads_is_the_same_update(xp):
+    from npformer.backend import to_device
+    from npformer.train.optim import Adam
+    models = [nf.Transformer({**TRANSFORMER, "dropout": 0.0}, seed=5, backend=xp) for _ in range(2)]
+    adams = [Adam(m.parameters()) for m in models]
+    dp = DataParallel(models[1], 2)
+    grads = {k: to_device(np.random.default_rng(6).standard_normal(p.shape).astype(np.float32), xp)
+             for k, p in models[0].parameters().items()}
+    for step in range(3):
+        adams[0].step(grads, 1e-2)
+        adams[1].step(grads, 1e-2, dp)                           # each thread a group of parameters
+    assert len(dp.groups) == 2 and sorted(k for group in dp.groups for k in group) == sorted(grads)
+    sizes = [sum(grads[k].size for k in group) for group in dp.groups]
+    assert max(sizes) < 0.6 * sum(sizes)                         # about half each
+    for k, p in models[0].parameters().items():
+        assert np.array_equal(to_numpy(p), to_numpy(models[1].parameters()[k])), k

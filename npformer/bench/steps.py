@@ -7,10 +7,11 @@ from npformer.train.optim import Adam
 from npformer.train.parallel import DataParallel, default_replicas
 
 
-def make_adam(model, lr):
-    """A zero-argument update: the training package's Adam at a constant learning rate."""
+def make_adam(model, lr, parallel):
+    """A zero-argument update: the training package's Adam at a constant learning rate, shared
+    among the replicas' threads as in `npformer train`."""
     adam, grads = Adam(model.parameters(), betas=(0.9, 0.98), eps=1e-9), model.gradients()
-    return lambda: adam.step(grads, lr)
+    return lambda: adam.step(grads, lr, parallel)
 
 
 class NpformerStep:
@@ -20,7 +21,7 @@ class NpformerStep:
         self.xp = get_backend(backend)
         self.model = Transformer(cfg, seed=seed, dtype="float32", backend=self.xp)
         self.parallel = DataParallel(self.model, replicas or default_replicas(self.xp))
-        self.update = make_adam(self.model, lr)
+        self.update = make_adam(self.model, lr, self.parallel)
 
     def to_device(self, batch):
         return tuple(to_device(a, self.xp) for a in batch)

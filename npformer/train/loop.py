@@ -281,7 +281,7 @@ class Trainer:
             raise TrainingDiverged(f"the loss became {loss} at step {step}; {self._kept()} "
                                    "Try a lower --lr or a tighter --clip.")
         clip_grad_norm(self.grads, self.cfg.clip)
-        self.adam.step(self.grads, self.lr(step))
+        self.adam.step(self.grads, self.lr(step), self.parallel)  # the update shared among the threads too
         self.step = step
         self.since_eval[0] += loss
         self.since_eval[1] += 1

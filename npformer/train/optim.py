@@ -88,12 +88,26 @@ class Adam:
         self.v = {k: get_xp(p).zeros_like(p) for k, p in params.items()}
         self._tmp = {k: get_xp(p).empty_like(p) for k, p in params.items()}
 
-    def step(self, grads, lr):
-        """One update of every parameter from its gradient (name -> array, like params)."""
+    def step(self, grads, lr, parallel=None):
+        """One update of every parameter from its gradient (name -> array, like params).
+
+        parallel: a DataParallel to share the work with: each of its threads updates one of its
+        groups of parameters (of about equal total size). The update is elementwise work on one
+        core, and NumPy lets go of Python's global lock inside its loops, so the groups run
+        side by side; each parameter's arithmetic is the same whichever thread does it."""
         self.t += 1
         b1, b2, t = self.beta1, self.beta2, self.t
         c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t                    # (ADAM-3) bias corrections, scalars
-        for name, p in self.params.items():
+        if parallel is None:
+            self._update(self.params, grads, lr, c1, c2)
+            return
+        parallel.side_by_side([lambda group=group: self._update(group, grads, lr, c1, c2)
+                               for group in parallel.groups])
+
+    def _update(self, names, grads, lr, c1, c2):
+        b1, b2 = self.beta1, self.beta2
+        for name in names:
+            p = self.params[name]
             xp = get_xp(p)
             g, m, v, tmp = grads[name], self.m[name], self.v[name], self._tmp[name]
             m *= b1

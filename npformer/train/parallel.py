@@ -19,7 +19,8 @@ parameter arrays (Layer.share_parameters): an optimiser step on the model is see
 replica at once, while each keeps its own gradients, caches and dropout generator (replica k
 draws from a generator seeded by (seed + 1, k)). What a step computes depends on the number
 of parts, never on how threads are scheduled: the parts' gradients are summed in order
-0, 1, ..., so a run is repeatable and resumes exactly.
+0, 1, ..., so a run is repeatable and resumes exactly. The threads also share the sum and
+Adam's update, a group of parameters each (`groups`, about equal in size).
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,7 @@ class DataParallel:
         self.model = model
         self.replicas = [model] + [self._replica(model, k) for k in range(1, n)]
         self.grads = [r.gradients() for r in self.replicas]      # name -> gradient, per replica
+        self.groups = _balanced({k: g.size for k, g in self.grads[0].items()}, n)  # parameter names, one group per thread
         # part 0 runs in the calling thread; parts 1..n-1 in the pool's
         self.pool = ThreadPoolExecutor(n - 1, thread_name_prefix="npformer-replica") if n > 1 else None
 
@@ -84,14 +86,25 @@ class DataParallel:
         threads = blas_threads()
         blas_threads(1)                                          # one BLAS thread per part: no oversubscription
         try:
-            others = [self.pool.submit(part, k) for k in range(1, n)]
-            losses = [part(0)] + [f.result() for f in others]
+            losses = self.side_by_side([lambda k=k: part(k) for k in range(n)])
         finally:
             blas_threads(threads)
-        for name, g in self.grads[0].items():                    # dW = dW_0 + dW_1 + ..., in order
+        self.side_by_side([lambda names=names: self._add_up(names, n) for names in self.groups])
+        return sum(losses)
+
+    def _add_up(self, names, n):
+        """dW = dW_0 + dW_1 + ... + dW_{n-1}, in that order, into the model's dW, for each name
+        (each thread takes one group of names)."""
+        for name in names:
+            g = self.grads[0][name]
             for grads in self.grads[1:n]:
                 g += grads[name]
-        return sum(losses)
+
+    def side_by_side(self, calls):
+        """Run zero-argument callables, the first in this thread and the others in the pool's;
+        returns their results in order."""
+        others = [self.pool.submit(call) for call in calls[1:]]
+        return [calls[0]()] + [f.result() for f in others]
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -111,3 +124,14 @@ class DataParallel:
             seq = np.random.SeedSequence([seed + 1, step, k])
             use_generator(replica, default_rng(replica.xp, int(seq.generate_state(1)[0])))
         return False
+
+
+def _balanced(sizes, n):
+    """Names in n groups of about equal total size: each name, largest first, joins the group
+    that is smallest so far."""
+    groups, totals = [[] for _ in range(n)], [0] * n
+    for name in sorted(sizes, key=lambda k: -sizes[k]):
+        i = totals.index(min(totals))
+        groups[i].append(name)
+        totals[i] += sizes[name]
+    return groups
