@@ -86,13 +86,17 @@ def name_of(xp):
     return "cupy"
 
 
+def _from_cupy(obj):
+    """True for an object whose type CuPy defines (an array, a generator), found without importing CuPy."""
+    return type(obj).__module__.startswith("cupy")
+
+
 def get_xp(*arrays):
     """The array module the arrays live on (CuPy's `get_array_module`)."""
     for a in arrays:
         if isinstance(a, StrictArray):
             return strict
-        module = type(a).__module__
-        if module.startswith("cupy"):
+        if _from_cupy(a):
             return _cupy()
     return np
 
@@ -150,14 +154,14 @@ def to_numpy(x):
     """Any backend's array -> a NumPy array on the host (a copy for device arrays)."""
     if isinstance(x, StrictArray):
         return x._a.copy()
-    if type(x).__module__.startswith("cupy"):
+    if _from_cupy(x):
         return x.get()
     return np.asarray(x)
 
 
 def is_array(x):
     """True for an array of any backend."""
-    return isinstance(x, (np.ndarray, StrictArray)) or type(x).__module__.startswith("cupy")
+    return isinstance(x, (np.ndarray, StrictArray)) or _from_cupy(x)
 
 
 def synchronize(xp):
@@ -179,7 +183,7 @@ def rng_state(gen):
     per-thread states its bit generator keeps on the device; CuPy has no public accessor for
     them, so this copies its `_state` buffer."""
     bitgen = gen.bit_generator
-    if type(bitgen).__module__.startswith("cupy"):
+    if _from_cupy(bitgen):
         return to_numpy(bitgen._state).view(np.uint8)
     return np.frombuffer(json.dumps(bitgen.state).encode(), dtype=np.uint8).copy()
 
@@ -190,7 +194,7 @@ def set_rng_state(gen, state):
     of cuRAND threads)."""
     bitgen = gen.bit_generator
     state = np.asarray(state, dtype=np.uint8)
-    if type(bitgen).__module__.startswith("cupy"):
+    if _from_cupy(bitgen):
         if state.size != bitgen._state.size:
             return False
         bitgen._state[...] = to_device(state.view(np.int8), _cupy())

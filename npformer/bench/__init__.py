@@ -40,7 +40,7 @@ def run(workloads=None, backend=None, threads=None, with_torch=True, solve=True,
     elif with_torch and backend == "cupy" and not torch.cuda.is_available():
         write(f"PyTorch {torch.__version__} here has no CUDA: timing npformer alone.")
         torch, with_torch = None, False
-    threads = blas_threads(threads)                      # NumPy's BLAS threads, set if asked
+    threads = blas_threads(threads)                              # NumPy's BLAS threads, set if asked
     if torch is not None:
         torch.set_num_threads(threads)                           # PyTorch gets the same number
     if smoke:
