@@ -9,7 +9,7 @@ import pytest
 from npformer.backend import default_rng
 from npformer.layers import (Dropout, Embedding, FeedForward, LayerNorm, LearnedPositionalEncoding, Linear,
                              MultiHeadAttention, ScaledDotProductAttention, SinusoidalPositionalEncoding, TokenError,
-                             softmax)
+                             softmax, softmax_backward)
 from npformer.masks import causal_keep, padding_keep, target_keep
 
 from helpers import close, rand
@@ -147,6 +147,21 @@ def test_softmax_against_the_textbook(xp, dev, host):
     for r in range(3):
         close(y[r], ref_softmax_row(list(x[r]), keep[r]))
     assert np.all(y[2] == 0) and np.all(y[~keep] == 0)
+
+
+def test_softmax_in_place_gives_what_the_copying_call_gives(xp, dev, host):
+    """out=x (attention's scores, and its dA in backward) builds the result in x's memory."""
+    x, dy = rand(2, 3, 4, 5), rand(2, 3, 4, 5, seed=1)
+    keep = np.random.default_rng(2).random((2, 1, 4, 5)) > 0.4
+    keep[1, 0, 2] = False                                        # a row masked everywhere
+    y = softmax(dev(x), dev(keep))
+    scores = dev(x.copy())
+    softmax(scores, dev(keep), out=scores)
+    assert np.array_equal(host(scores), host(y))                 # the result is in scores' memory
+    dx = softmax_backward(dev(dy), y)
+    grad = dev(dy.copy())
+    softmax_backward(grad, y, out=grad)
+    assert np.array_equal(host(grad), host(dx))
 
 
 @pytest.mark.parametrize("row", [[-1000.0, 1.0], [1e4, -1e4, 0.0], [1e4, 1e4]])
