@@ -19,24 +19,27 @@ class ScaledDotProductAttention(Layer):
 
     Inputs: q (B,H,T,K), k (B,H,S,K), v (B,H,S,K), keep (broadcastable to (B,H,T,S)).
     Returns: out (B,H,T,K) and the attention weights A (B,H,T,S).
+    out= (forward) and out=(dq, dk, dv) (backward) name arrays to write the results into, as
+    NumPy's own out= does; multi-head attention passes views of its merged (B,T,D) arrays.
     """
 
-    def forward(self, q, k, v, keep=None):
+    def forward(self, q, k, v, keep=None, out=None):
         scale = q.shape[-1] ** -0.5                              # a Python float: no float64 upcast
         scores = q @ k.swapaxes(-1, -2)                          # (B,H,T,S)
         scores *= scale                                          # (B,H,T,S)  in place: a fresh array  (ATT-1)
-        A = softmax(scores, keep)                                # (B,H,T,S)  (ATT-2)
+        A = softmax(scores, keep, out=scores)                    # (B,H,T,S)  in place  (ATT-2)
         self.cache = (q, k, v, A, scale)
-        return A @ v, A                                          # (B,H,T,K)  (ATT-3)
+        return get_xp(A).matmul(A, v, out=out), A                # (B,H,T,K)  (ATT-3)
 
-    def backward(self, dout):                                    # dout: (B,H,T,K)
+    def backward(self, dout, out=(None, None, None)):            # dout: (B,H,T,K)
         q, k, v, A, scale = self.cache
+        xp = get_xp(A)
         dA = dout @ v.swapaxes(-1, -2)                           # (B,H,T,S)  fwd: out = A V  (ATT-4)
-        dv = A.swapaxes(-1, -2) @ dout                           # (B,H,S,K)  (ATT-5)
-        dscores = softmax_backward(dA, A)                        # (B,H,T,S)  softmax, then the 1/sqrt(d_k)
+        dv = xp.matmul(A.swapaxes(-1, -2), dout, out=out[2])     # (B,H,S,K)  (ATT-5)
+        dscores = softmax_backward(dA, A, out=dA)                # (B,H,T,S)  in place; softmax, then the 1/sqrt(d_k)
         dscores *= scale                                         # (B,H,T,S)  (ATT-6)
-        dq = dscores @ k                                         # (B,H,T,K)  fwd: scores = q k^T  (ATT-7)
-        dk = dscores.swapaxes(-1, -2) @ q                        # (B,H,S,K)  (ATT-8)
+        dq = xp.matmul(dscores, k, out=out[0])                   # (B,H,T,K)  fwd: scores = q k^T  (ATT-7)
+        dk = xp.matmul(dscores.swapaxes(-1, -2), q, out=out[1])  # (B,H,S,K)  (ATT-8)
         return dq, dk, dv
 
 
@@ -91,16 +94,6 @@ class MultiHeadAttention(Layer):
         heads = x.reshape(B, N, n, H, self.d_model // H).transpose(2, 0, 3, 1, 4)  # (n,B,H,N,K)
         return heads[0] if n == 1 else heads
 
-    @staticmethod
-    def merge_heads(*xs):                                        # each x: (B,H,N,K)
-        """(B,H,N,K) -> (B,N,D), the inverse of split_heads; several arrays (dq, dk, dv) are
-        merged side by side into one (B,N,n*D), with one copy each."""
-        B, H, N, K = xs[0].shape
-        out = get_xp(xs[0]).empty((B, N, len(xs), H, K), dtype=xs[0].dtype)  # (B,N,n,H,K)
-        for i, x in enumerate(xs):
-            out[:, :, i] = x.transpose(0, 2, 1, 3)               # (B,N,H,K)
-        return out.reshape(B, N, len(xs) * H * K)                # (B,N,n*D)
-
     def forward(self, x, keep=None, memory=None, kv_cache=None):
         """x (B,T,D) -> (B,T,D). kv_cache (a dict, inference only) keeps keys and values across
         decoding steps: self-attention appends this step's, cross-attention computes them once."""
@@ -121,8 +114,10 @@ class MultiHeadAttention(Layer):
                     k = xp.concatenate([kv_cache["k"], k], axis=2)  # (B,H,t,K)
                     v = xp.concatenate([kv_cache["v"], v], axis=2)  # (B,H,t,K)
                 kv_cache["k"], kv_cache["v"] = k, v
-        heads, self.weights = self.attention.forward(q, k, v, keep)  # (B,H,T,K), (B,H,T,S)
-        concat = self.merge_heads(heads)                         # (B,T,D)  (MHA-2)
+        # Concat(head_1..head_H) (MHA-2) without a copy: each head's output is written straight
+        # into its column block of concat, through the (B,H,T,K) view split_heads gives of it.
+        concat = self.xp.empty(x.shape[:2] + (D,), dtype=q.dtype)  # (B,T,D)
+        _, self.weights = self.attention.forward(q, k, v, keep, out=self.split_heads(concat))  # (B,H,T,S)  (MHA-2)
         self.cache = (x, kv, concat, memory is None)
         return linear_forward(concat, p["Wo"], p["bo"])          # (B,T,D)  (MHA-3)
 
@@ -130,16 +125,22 @@ class MultiHeadAttention(Layer):
         x, kv, concat, is_self = self.cache
         p, g = self.params, self.grads
         dconcat = linear_backward(dout, concat, p["Wo"], g["Wo"], g["bo"])  # (B,T,D)  fwd: concat Wo + bo  (MHA-4)
-        dheads = self.split_heads(dconcat)                       # (B,H,T,K)  merge reversed  (MHA-5)
-        dq, dk, dv = self.attention.backward(dheads)             # (B,H,T,K), (B,H,S,K), (B,H,S,K)
+        dheads = self.split_heads(dconcat)                       # (B,H,T,K)  concat reversed  (MHA-5)
+        # dq, dk and dv are written straight into the column blocks of the merged arrays the
+        # projections' backward takes, as the forward wrote the heads into concat
+        xp, D, dtype = self.xp, self.d_model, dconcat.dtype
+        B, T, S = x.shape[0], x.shape[1], kv.shape[1]
         if is_self:
+            dqkv = xp.empty((B, T, 3 * D), dtype=dtype)          # (B,T,3D)  [dQ|dK|dV]  (MHA-8)
+            self.attention.backward(dheads, out=tuple(self.split_heads(dqkv)))  # (B,H,T,K) x3 into dqkv
             # fwd: [Q|K|V] = x Wqkv + bqkv. Its backward adds dWq, dWk, dWv (MHA-6, MHA-7) into
             # their blocks of dWqkv, and dx = [dQ|dK|dV] Wqkv^T = dQ Wq^T + dK Wk^T + dV Wv^T is
             # the sum over the three uses of x, computed by the one product.
-            dqkv = self.merge_heads(dq, dk, dv)                  # (B,T,3D)
             return linear_backward(dqkv, x, self.Wqkv, self.dWqkv, self.dbqkv)  # (B,T,D)  x fanned out to Q, K and V  (MHA-8)
-        D = self.d_model
-        dx = linear_backward(self.merge_heads(dq), x, p["Wq"], g["Wq"], g["bq"])  # (B,T,D)  (MHA-6)
-        dkv = linear_backward(self.merge_heads(dk, dv), kv, self.Wqkv[:, D:], self.dWqkv[:, D:],
-                              self.dbqkv[D:])                    # (B,S,D)  memory fanned out to K and V  (MHA-7)
-        return dx, dkv
+        dq = xp.empty((B, T, D), dtype=dtype)                    # (B,T,D)  dQ  (MHA-6)
+        dkv = xp.empty((B, S, 2 * D), dtype=dtype)               # (B,S,2D)  [dK|dV]  (MHA-7)
+        self.attention.backward(dheads, out=(self.split_heads(dq), *self.split_heads(dkv)))
+        dx = linear_backward(dq, x, p["Wq"], g["Wq"], g["bq"])   # (B,T,D)  (MHA-6)
+        dmemory = linear_backward(dkv, kv, self.Wqkv[:, D:], self.dWqkv[:, D:],
+                                  self.dbqkv[D:])                # (B,S,D)  memory fanned out to K and V  (MHA-7)
+        return dx, dmemory

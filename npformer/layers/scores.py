@@ -46,7 +46,8 @@ class ScoreAttention(Layer):
     """out = softmax(score(q, k), keep) v, with the score left to the subclass.
 
     Inputs: q (B,H,T,K), k (B,H,S,K), v (B,H,S,K), keep (broadcastable to (B,H,T,S)).
-    Returns: out (B,H,T,K) and the attention weights A (B,H,T,S).
+    Returns: out (B,H,T,K) and the attention weights A (B,H,T,S). out= and out=(dq, dk, dv)
+    name arrays to write the results into, as in ScaledDotProductAttention.
     """
 
     hard = False
@@ -59,24 +60,27 @@ class ScoreAttention(Layer):
         """dscores (B,H,T,S) -> (dq, dk); parameter gradients are added into self.grads."""
         raise NotImplementedError
 
-    def forward(self, q, k, v, keep=None):
+    def forward(self, q, k, v, keep=None, out=None):
         scores, score_cache = self.score(q, k)                   # (B,H,T,S)
         if self.hard:
             A = hard_weights(scores, keep)                       # (B,H,T,S)  one-hot: no gradient
         else:
             A = softmax(scores, keep)                            # (B,H,T,S)  (SCORE-1)
         self.cache = (score_cache, v, A, self.hard)
-        return A @ v, A                                          # (B,H,T,K)  (SCORE-2)
+        return get_xp(A).matmul(A, v, out=out), A                # (B,H,T,K)  (SCORE-2)
 
-    def backward(self, dout):                                    # dout: (B,H,T,K)
+    def backward(self, dout, out=(None, None, None)):            # dout: (B,H,T,K)
         score_cache, v, A, hard = self.cache
         if hard:
             raise RuntimeError("hard (argmax) attention has no gradient: its weights are piecewise "
                                "constant in the scores. Switch it off before training.")
         dA = dout @ v.swapaxes(-1, -2)                           # (B,H,T,S)  fwd: out = A v  (SCORE-3)
-        dv = A.swapaxes(-1, -2) @ dout                           # (B,H,S,K)  (SCORE-4)
-        dscores = softmax_backward(dA, A)                        # (B,H,T,S)  masked entries get 0  (SCORE-5)
+        dv = get_xp(A).matmul(A.swapaxes(-1, -2), dout, out=out[2])  # (B,H,S,K)  (SCORE-4)
+        dscores = softmax_backward(dA, A, out=dA)                # (B,H,T,S)  in place; masked entries get 0  (SCORE-5)
         dq, dk = self.score_backward(dscores, score_cache)
+        if out[0] is not None:                                   # copied where the caller asked
+            out[0][...], out[1][...] = dq, dk
+            dq, dk = out[0], out[1]
         return dq, dk, dv
 
 
