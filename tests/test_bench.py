@@ -1,6 +1,7 @@
 """`npformer bench`: its output format at tiny sizes, and the FLOP count it reports. Timings are
 never asserted on: the benchmark measures, the tests only check it runs and says everything."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_smoke_run_prints_every_ratio_the_time_to_solve_and_writes_the_table(tmp
     text = md.read_text()
     assert "| workload | sizes | npformer ms/step | PyTorch ms/step | npformer / PyTorch |" in text
     assert all(f"| {w.name} |" in text for w in SMOKE)
-    assert "threads:" in text and "measured matrix-multiply rate" in text and "torch 2." in text
+    assert "threads:" in text and "matrix-multiply rate measured alone" in text and "torch 2." in text
     assert "## Time to solve" in text and "| npformer |" in text and "| PyTorch |" in text
 
 
@@ -61,8 +62,13 @@ def test_a_gpu_page_is_measured_not_judged():
     gpu = report.markdown(timings, [], None, {**env, "backend": "cupy"}, "npformer bench --backend cupy")
     assert "# Benchmarks\n" in cpu and "<= 0.70" in cpu and "70% of matmul" in cpu and report.GPU_NOTE not in cpu
     assert "# Benchmarks on a GPU" in gpu and "<=" not in gpu and report.GPU_NOTE in gpu
-    assert "MISSED" not in report.line(timings[1], 1e15, targets=False)
-    assert "MISSED" in report.line(timings[1], 1e15)                  # 1 PFLOP/s: the fraction is missed
+    large = timings[1]
+    assert large.matmul_rate > 0 and len(large.times["matmul"]) >= 1  # the product timed alongside the steps
+    unreachable = dataclasses.replace(large, matmul_flops=large.matmul_flops * 1e6)  # a million times faster
+    assert "MISSED" not in report.line(unreachable, 1.0, targets=False)
+    assert "MISSED" in report.line(unreachable, 1.0)                  # the fraction is missed
+    alone = dataclasses.replace(large, times={"npformer": large.times["npformer"]})
+    assert alone.matmul_rate is None and "MISSED" in report.line(alone, 1e15)  # else the run's own rate
 
 
 def test_an_unknown_workload_is_a_one_line_error(capsys):
@@ -92,28 +98,28 @@ def test_reverse_batches_reverse_and_pad():
 
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_step_flops_is_the_sum_over_every_matrix_product_of_a_step(monkeypatch, dropout):
-    """Count 2mkn over every `@` of a real training step (the strict backend routes each through
-    StrictArray.__matmul__) and compare with the formula the FLOP/s figure uses."""
+    """Count 2mkn over every matrix product of a real training step (the strict backend routes
+    each `@` through StrictArray.__matmul__, and each xp.matmul through strict.matmul) and
+    compare with the formula the FLOP/s figure uses."""
     counted = []
 
-    def counting(reflected):
-        def op(self, other):
-            a, b = (other, self) if reflected else (self, other)
-            sa, sb = tuple(a.shape), tuple(b.shape)
-            if len(sa) < 2 or len(sb) < 2:                       # a sum written as ones @ x: not a matrix product
-                return backend.StrictArray((a._a if isinstance(a, backend.StrictArray) else a)
-                                           @ (b._a if isinstance(b, backend.StrictArray) else b))
+    def product(a, b, out=None):
+        sa, sb = tuple(a.shape), tuple(b.shape)
+        if len(sa) >= 2 and len(sb) >= 2:                        # a sum written as ones @ x: not a matrix product
             batch = int(np.prod(np.broadcast_shapes(sa[:-2], sb[:-2]))) if len(sa) > 2 or len(sb) > 2 else 1
             counted.append(2 * batch * sa[-2] * sa[-1] * sb[-1])
-            a, b = (x._a if isinstance(x, backend.StrictArray) else x for x in (a, b))
-            return backend.StrictArray(a @ b)
-        return op
+        a, b, out = (x._a if isinstance(x, backend.StrictArray) else x for x in (a, b, out))
+        return backend.StrictArray(np.matmul(a, b, out=out))
+
+    def operator(reflected):
+        return lambda self, other: product(other, self) if reflected else product(self, other)
 
     w = Workload("t", 16, 2, 24, 2, batch=3, min_len=2, max_len=5, dropout=dropout, vocab=11)
     step = NpformerStep(w.config(), backend="strict")
     batch = batches(w, 1, seed=4)[0]
-    monkeypatch.setattr(backend.StrictArray, "__matmul__", counting(False))
-    monkeypatch.setattr(backend.StrictArray, "__rmatmul__", counting(True))
+    monkeypatch.setattr(backend.StrictArray, "__matmul__", operator(False))
+    monkeypatch.setattr(backend.StrictArray, "__rmatmul__", operator(True))
+    monkeypatch.setattr(backend.strict, "matmul", product)
     step.step(step.to_device(batch))
     assert sum(counted) == step_flops(w, batch[0].shape[1], batch[1].shape[1])
 

@@ -42,9 +42,10 @@ def make_runner(framework, workload, backend="numpy", threads=None, seed=0):
 @dataclass
 class Timing:
     workload: object
-    times: dict                    # framework -> list of step seconds
+    times: dict                    # framework -> list of step seconds ("matmul": the ceiling's product)
     flops: float                   # mean matrix-product FLOPs of one step over the batches used
     peak_bytes: dict = field(default_factory=dict)   # framework -> bytes, or None
+    matmul_flops: float = 0.0      # FLOPs of the ceiling's product, when it was timed alongside
 
     def median(self, name):
         t = sorted(self.times[name])
@@ -56,6 +57,12 @@ class Timing:
 
     def flop_rate(self, name="npformer"):
         return self.flops / self.median(name)
+
+    @property
+    def matmul_rate(self):
+        """The float32 matrix-multiply rate measured interleaved with this workload's steps
+        (FLOP/s), or None if the product was not timed alongside."""
+        return self.matmul_flops / self.median("matmul") if "matmul" in self.times else None
 
 
 PAUSE_S = 0.2                  # before each block: the other framework's threads go idle
@@ -95,18 +102,25 @@ def time_interleaved(runners, host_batches, warmup=2, min_steps=5, seconds=10.0,
 
 
 def bench_workload(workload, backend="numpy", threads=None, with_torch=True, n_batches=8,
-                   warmup=2, min_steps=5, seconds=10.0, max_steps=200, memory=True):
-    """Time one workload for npformer (and PyTorch). Returns a Timing."""
+                   warmup=2, min_steps=5, seconds=10.0, max_steps=200, memory=True, matmul_n=None):
+    """Time one workload for npformer (and PyTorch). Returns a Timing.
+
+    matmul_n: also time the ceiling's (n,n) product in the same interleaved rounds, so the
+    share of the matrix-multiply rate compares two figures measured under the same load."""
     from npformer.bench import memory as mem
+    from npformer.bench.machine import MatmulStep
     host = batches(workload, n_batches, seed=1)
     runners = {"npformer": make_runner("npformer", workload, backend, threads)}
     if with_torch:
         runners["torch"] = make_runner("torch", workload, backend, threads)
+    if matmul_n:
+        runners["matmul"] = MatmulStep(runners["npformer"].xp, matmul_n)
     times = time_interleaved(runners, host, warmup, min_steps, seconds, max_steps)
     flops = sum(step_flops(workload, b[0].shape[1], b[1].shape[1]) for b in host) / len(host)
-    result = Timing(workload, times, flops)
+    result = Timing(workload, times, flops, matmul_flops=runners["matmul"].flops if matmul_n else 0.0)
     del runners                                                   # free the models before measuring memory
     if memory:
-        for name in result.times:
-            result.peak_bytes[name] = mem.measure(name, workload, backend, threads)
+        for name in ("npformer", "torch"):
+            if name in result.times:
+                result.peak_bytes[name] = mem.measure(name, workload, backend, threads)
     return result

@@ -47,19 +47,38 @@ def versions(torch=None, xp=np):
     return out
 
 
+class MatmulStep:
+    """One (n,n) @ (n,n) float32 product, 2 n^3 operations, with the interface of a training
+    step (harness.py), so the ceiling can be timed interleaved with a workload's steps, under
+    the same load from the rest of the machine."""
+
+    def __init__(self, xp=np, n=2048):
+        rng = default_rng(xp, 0)
+        self.xp, self.flops = xp, 2.0 * n ** 3
+        self.a = rng.random((n, n), dtype=xp.float32)            # (n,n)
+        self.b = rng.random((n, n), dtype=xp.float32)            # (n,n)
+        self.out = xp.empty((n, n), dtype=xp.float32)            # (n,n)
+
+    def to_device(self, batch):
+        return None                                              # the operands are made once
+
+    def step(self, batch=None):
+        self.xp.matmul(self.a, self.b, out=self.out)
+
+    def synchronize(self):
+        synchronize(self.xp)
+
+
 def matmul_rate(xp=np, n=2048, repeats=7):
     """The measured float32 matrix-multiply rate in FLOP/s: the median over `repeats` timings
-    of one (n,n) @ (n,n) product, 2 n^3 operations, after one untimed warm-up."""
-    rng = default_rng(xp, 0)
-    a = rng.random((n, n), dtype=xp.float32)                   # (n,n)
-    b = rng.random((n, n), dtype=xp.float32)                   # (n,n)
-    out = xp.empty((n, n), dtype=xp.float32)                     # (n,n)
-    xp.matmul(a, b, out=out)
+    of one (n,n) @ (n,n) product, after one untimed warm-up."""
+    product = MatmulStep(xp, n)
+    product.step()
     times = []
     for _ in range(repeats):
-        synchronize(xp)
+        product.synchronize()
         t0 = time.perf_counter()
-        xp.matmul(a, b, out=out)
-        synchronize(xp)
+        product.step()
+        product.synchronize()
         times.append(time.perf_counter() - t0)
-    return 2.0 * n ** 3 / sorted(times)[len(times) // 2]
+    return product.flops / sorted(times)[len(times) // 2]
