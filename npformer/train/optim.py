@@ -78,7 +78,7 @@ class Adam:
     dtype and backend) and the step count t, all exposed by state_dict() for checkpoints.
     One scratch buffer per parameter keeps a step from allocating.
 
-    The update makes eleven passes over each parameter's p, g, m, v and scratch. On the CPU it
+    The update makes twelve passes over each parameter's p, g, m, v and scratch. On the CPU it
     goes block by block (`block_size` elements): a block of all five arrays stays in the core's
     cache from one pass to the next, where a whole (512, 2048) parameter, 4 MB an array, would
     go back to memory after each pass. On a GPU the blocks would only multiply the kernel
@@ -108,20 +108,24 @@ class Adam:
         self.t += 1
         b1, b2, t = self.beta1, self.beta2, self.t
         c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t                    # (ADAM-3) bias corrections, scalars
+        # lr m_hat / (sqrt(v_hat) + eps) with both corrections moved onto two scalars:
+        # = (lr sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2)), one pass fewer over each parameter
+        step_size, eps = lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)  # (ADAM-3)
         if parallel is None:
-            self._update(self.params, grads, lr, c1, c2)
+            self._update(self.params, grads, step_size, eps)
             return
-        parallel.side_by_side([lambda group=group: self._update(group, grads, lr, c1, c2)
+        parallel.side_by_side([lambda group=group: self._update(group, grads, step_size, eps)
                                for group in parallel.groups])
 
-    def _update(self, names, grads, lr, c1, c2):
+    def _update(self, names, grads, step_size, eps):
         for name in names:
             arrays = (self.params[name], grads[name], self.m[name], self.v[name], self._tmp[name])
             for block in _row_blocks(arrays[0], self.block_size):
-                self._update_block(*(a[block] for a in arrays), lr, c1, c2)
+                self._update_block(*(a[block] for a in arrays), step_size, eps)
 
-    def _update_block(self, p, g, m, v, tmp, lr, c1, c2):
-        """ADAM-1 to ADAM-4 on one block of a parameter, in place: p, m and v are views."""
+    def _update_block(self, p, g, m, v, tmp, step_size, eps):
+        """ADAM-1 to ADAM-4 on one block of a parameter, in place: p, m and v are views.
+        step_size = lr sqrt(c2) / c1 and eps = eps sqrt(c2), the corrections folded in (step)."""
         xp = get_xp(p)
         b1, b2 = self.beta1, self.beta2
         m *= b1
@@ -130,12 +134,10 @@ class Adam:
         xp.multiply(g, g, out=tmp)
         tmp *= 1.0 - b2
         v += tmp                                                 # (ADAM-2) v = b2 v + (1-b2) g^2
-        # lr m_hat / (sqrt(v_hat) + eps) with both bias corrections moved onto scalars:
-        # = (lr sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2)), one pass fewer over the block
         xp.sqrt(v, out=tmp)
-        tmp += self.eps * math.sqrt(c2)                          # (ADAM-3) sqrt(v_hat) + eps, times sqrt(c2)
+        tmp += eps                                               # (ADAM-3) sqrt(v_hat) + eps, times sqrt(c2)
         xp.divide(m, tmp, out=tmp)
-        tmp *= lr * math.sqrt(c2) / c1                           # lr m_hat / (sqrt(v_hat) + eps)
+        tmp *= step_size                                         # lr m_hat / (sqrt(v_hat) + eps)
         p -= tmp                                                 # (ADAM-4)
 
     def state_dict(self):
