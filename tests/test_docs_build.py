@@ -2,6 +2,7 @@
 the table of contents, or a code include naming a function that no longer exists fails here.
 
 Skipped where Sphinx and MyST-Parser are not installed (pip install -e ".[docs]").
+
 """
 
 import os
@@ -14,6 +15,7 @@ import pytest
 
 pytest.importorskip("sphinx")
 pytest.importorskip("myst_parser")
+pytest.importorskip("myst_nb")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
