@@ -11,7 +11,7 @@ import sys
 from npformer.errors import NpformerError
 
 # Subcommands, in the order `npformer --help` lists them. Each names a module in this package.
-COMMANDS = ["train", "eval", "decode", "gradcheck", "plot", "bench"]
+COMMANDS = ["train", "eval", "decode", "gradcheck", "plot", "bench", "exercise"]
 
 
 class _Parser(argparse.ArgumentParser):
