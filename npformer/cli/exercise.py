@@ -38,7 +38,7 @@ def run_list(args):
     from npformer.exercises import EXERCISES, ExerciseError, check_file
     folder = pathlib.Path(args.dir)
     print(f"the exercises, easiest first (your files: {folder}/NAME.py)\n")
-    print(f"    {'name':14} {'what':46} {'labels':32} {'page':30} status")
+    print(f"    {'name':14} {'what':47} {'labels':30} {'page':34} status")
     for i, ex in enumerate(EXERCISES.values(), 1):
         path = folder / f"{ex.name}.py"
         status = "-"
@@ -47,7 +47,7 @@ def run_list(args):
                 status = "passes" if check_file(path, write=lambda line: None) else "started, not passing yet"
             except ExerciseError:
                 status = "started, does not run yet"
-        print(f"{i:>2}. {ex.name:14} {ex.title:46} {ex.labels:32} {'docs/' + ex.page:30} {status}")
+        print(f"{i:>2}. {ex.name:14} {ex.title:47} {ex.labels:30} {'docs/' + ex.page:34} {status}")
     print("\nstart one with `npformer exercise start NAME`, check it with `npformer exercise check FILE`.")
 
 

@@ -90,8 +90,12 @@ def train_side_by_side(ex, cls, steps=300, every=25, seed=0, write=print, **size
     k = min(every, steps)
     first, last = curves["yours"][0], sum(curves["yours"][-k:]) / k
     ref = sum(curves["package"][-k:]) / k
-    same = "the same curve as the package's layer" if abs(last - ref) <= 0.02 * ref + 0.01 else \
-        "a different curve from the package's layer: compare the two columns"
-    write(f"your {ex.cls}: loss {first:.3f} at step 1, {last:.3f} over the last {k} steps; the package's "
-          f"{ref:.3f}: {same}.")
+    if abs(last - ref) > 0.15 * ref + 0.05:
+        verdict = f"your {ex.cls} does not follow the package's layer: compare the two columns"
+    elif last < 0.5 * first:
+        verdict = (f"your {ex.cls} learns the task as the package's layer does (the curves part slowly: the two "
+                   "round differently in float32, and training amplifies it)")
+    else:
+        verdict = f"your {ex.cls} follows the package's layer; give it more --steps to see both learn"
+    write(f"loss {first:.3f} at step 1; over the last {k} steps {last:.3f} (the package's {ref:.3f}): {verdict}.")
     return curves
