@@ -137,10 +137,10 @@ def _one_input(make, shape, seed=2, offset=0.0, scale=1.0, **call):
 
 # ----------------------------------------------------------------------------- the cases
 
-def _softmax(keep):
+def _softmax(keep, scale=1.0):
     def build(cls):
         layer = cls()
-        x = _normal(2, 2, 3, 5)
+        x = _normal(2, 2, 3, 5) * scale
         return Run(layer, {"x": x}, lambda: layer.forward(x, keep), layer.backward, ("x",))
     return build
 
@@ -244,6 +244,7 @@ EXERCISES = {ex.name: ex for ex in [
         ("plain, (2,3,5)", _softmax(None)),
         ("masked, the second row masked everywhere", _softmax(_keep([[1, 1, 0, 1, 0], [0, 0, 0, 0, 0],
                                                                    [1, 0, 0, 0, 0]]))),
+        ("scores of +-1e4 (the row max keeps exp finite)", _softmax(None, scale=1e4)),
     ], {"x": ("SM-2", "dx = y * (dout - sum(dout * y) over the row)")}),
     Exercise("cross_entropy", "cross-entropy with label smoothing and padding", "derivations/crossentropy.md",
              "CE-3", "CrossEntropy", [
