@@ -2,7 +2,6 @@
 mistake it describes (a planted wrong solution each), every loader error is one sentence, and
 --train swaps a learner's layer into the model."""
 
-import pathlib
 import re
 import textwrap
 
@@ -350,18 +349,3 @@ def test_swap_in_touches_only_the_exercise_layer():
     assert swapped and all(isinstance(layer, PackageLayerNorm) for layer in swapped)
     assert set(SWAPS) == {"linear", "layernorm", "feedforward", "embedding", "multihead"}
 
-
-def test_the_book_shows_what_the_check_prints(tmp_path, monkeypatch):
-    """docs/exercises.md quotes a failing check; it is this mistake's output, word for word."""
-    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "exercises.md").read_text()
-    quoted = page.split("<!-- failing-check -->\n```text\n")[1].split("```")[0].rstrip("\n").splitlines()
-    monkeypatch.chdir(tmp_path)
-    assert main(["exercise", "start", "layernorm"]) == 0
-    path = pathlib.Path("exercises/layernorm.py")
-    body = LAYERNORM.replace("(dout * xhat).sum(axis=(0, 1))", "(dout * xhat)[0].sum(axis=0)")
-    text = path.read_text()
-    text = text[:text.index("        raise NotImplementedError")] + textwrap.indent(textwrap.dedent(body).split("\n", 2)[2], "    ")
-    path.write_text(text)
-    lines = []
-    assert not check_file(path, write=lines.append)
-    assert lines == quoted
