@@ -287,6 +287,7 @@ def test_start_writes_the_template_and_never_overwrites(tmp_path, capsys):
     err = _cli_error(capsys, ["exercise", "start", "layernorm", "--dir", str(folder)])
     assert "already exists" in err and path.read_text().endswith("# my work\n")
     assert "there is no exercise 'lstm'" in _cli_error(capsys, ["exercise", "start", "lstm", "--dir", str(folder)])
+    assert "is a file, not a folder" in _cli_error(capsys, ["exercise", "start", "linear", "--dir", str(path)])
 
 
 def test_list_marks_what_the_folder_passes(tmp_path, capsys):

@@ -60,6 +60,8 @@ def run_start(args):
     if path.exists():
         raise ExerciseError(f"{path} already exists and may hold your work, so it is left as it is; check it with "
                             f"`npformer exercise check {path}`, or move it away to start over.")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ExerciseError(f"{path.parent} is a file, not a folder to write the exercise into; pick another --dir.")
     path.parent.mkdir(parents=True, exist_ok=True)
     template = pathlib.Path(__file__).resolve().parents[1] / "exercises" / "templates" / f"{ex.name}.py"
     path.write_text(template.read_text())
