@@ -82,7 +82,7 @@ def unpatchify(patches, p, H, W, C):
     """The inverse of patchify: (B,N,p*p*C) -> (B,H,W,C). A permutation, so it is also its backward."""
     B = patches.shape[0]
     x = patches.reshape(B, H // p, W // p, p, p, C)              # (B,gh,gw,p,p,C)
-    return x.transpose(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)     # (B,H,W,C)  (IMG-6)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)     # (B,H,W,C)  (IMG-9)
 
 
 class VisionTransformer(Layer):
@@ -141,14 +141,14 @@ class VisionTransformer(Layer):
         dpooled = self.head_norm.backward(self.head.backward(dlogits))  # (B,D)
         dh = xp.zeros((B, N1, D), dtype=dpooled.dtype)           # (B,N+1,D)  only the pooled rows get gradient
         if c.pool == "cls":
-            dh[:, 0] = dpooled                                   # (B,D)  (IMG-7)
+            dh[:, 0] = dpooled                                   # (B,D)  (IMG-6)
         else:
-            dh[:, 1:] = dpooled[:, None, :] / (N1 - 1)           # (B,N,D)  the mean spreads it evenly  (IMG-7)
+            dh[:, 1:] = dpooled[:, None, :] / (N1 - 1)           # (B,N,D)  the mean spreads it evenly  (IMG-6)
         dx = self.encoder.backward(dh)                           # (B,N+1,D)
         dx = self.pos.backward(self.drop.backward(dx))           # (B,N+1,D)
-        self.grads["cls"] += dx[:, 0].sum(axis=0)                # (D,)  one token broadcast over B  (IMG-8)
-        dpatches = self.patch_embed.backward(dx[:, 1:])          # (B,N,P)  (IMG-9)
-        return unpatchify(dpatches, c.patch, c.image_size, c.image_size, c.channels)  # (B,H,W,C)  (IMG-6)
+        self.grads["cls"] += dx[:, 0].sum(axis=0)                # (D,)  one token broadcast over B  (IMG-7)
+        dpatches = self.patch_embed.backward(dx[:, 1:])          # (B,N,P)  (IMG-8)
+        return unpatchify(dpatches, c.patch, c.image_size, c.image_size, c.channels)  # (B,H,W,C)  (IMG-9)
 
     # ------------------------------------------------------------------ use
 
