@@ -29,3 +29,19 @@ def same_run(a, b, what=""):
         assert np.array_equal(a, b), f"{what} differs"
     else:
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7, err_msg=what)
+
+
+def one_line_error(capsys, argv, *needles, code=2):
+    """Run the command line argv; expect exit status `code` (2: bad usage, 1: a failure while
+    running) and exactly one line on stderr, without a traceback, holding every needle."""
+    from npformer.cli import main
+    try:
+        rc = main(argv)
+    except SystemExit as e:                                      # argparse's usage errors
+        rc = e.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == code and len(lines) == 1 and "Traceback" not in err, (rc, err)
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

@@ -10,26 +10,11 @@ import pytest
 
 from npformer.cli import main
 from npformer.model.checkpoint import read
-from helpers import BIT_EXACT, same_run
+from helpers import BIT_EXACT, one_line_error, same_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--d-model", "16", "--n-heads", "2", "--d-ff", "32", "--n-layers", "1", "--max-len", "4",
         "--batch-size", "8", "--eval-size", "12", "--no-progress"]
-
-
-def _one_line_error(capsys, argv, *needles):
-    """Run argv; expect exit status 2 and exactly one line on stderr that contains needles."""
-    try:
-        rc = main(argv)
-    except SystemExit as e:                                      # argparse's usage errors
-        rc = e.code
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +52,15 @@ def test_train_resume_through_the_cli_matches_a_straight_run(tmp_path, capsys):
 
 def test_train_error_paths(tmp_path, capsys):
     out = str(tmp_path / "run")
-    _one_line_error(capsys, ["train", "--bogus"], "unrecognized arguments: --bogus")
-    _one_line_error(capsys, ["train", "--task", "rotate"], "invalid choice")
-    _one_line_error(capsys, ["train", "--steps", "many"], "invalid int value")
-    _one_line_error(capsys, ["train", "--d-model", "10", "--out", out], "divisible")
-    _one_line_error(capsys, ["train", "--resume", "--out", str(tmp_path / "none")], "no checkpoint")
+    one_line_error(capsys, ["train", "--bogus"], "unrecognized arguments: --bogus")
+    one_line_error(capsys, ["train", "--task", "rotate"], "invalid choice")
+    one_line_error(capsys, ["train", "--steps", "many"], "invalid int value")
+    one_line_error(capsys, ["train", "--d-model", "10", "--out", out], "divisible")
+    one_line_error(capsys, ["train", "--resume", "--out", str(tmp_path / "none")], "no checkpoint")
     assert main(["train", *TINY, "--steps", "2", "--eval-every", "2", "--out", out]) == 0
     capsys.readouterr()
-    _one_line_error(capsys, ["train", *TINY, "--steps", "2", "--out", out], "already holds a run", "--resume")
-    _one_line_error(capsys, ["train", "--resume", "--lr", "0.5", "--out", out], "--lr")
+    one_line_error(capsys, ["train", *TINY, "--steps", "2", "--out", out], "already holds a run", "--resume")
+    one_line_error(capsys, ["train", "--resume", "--lr", "0.5", "--out", out], "--lr")
 
 
 def test_train_nan_loss_is_one_line_naming_the_step(tmp_path, capsys, monkeypatch):
@@ -89,8 +74,8 @@ def test_train_nan_loss_is_one_line_naming_the_step(tmp_path, capsys, monkeypatc
         return float("nan") if len(calls) >= 3 else loss
     monkeypatch.setattr(DataParallel, "step", nan_from_step_3)
     out = str(tmp_path / "run")
-    line = _one_line_error(capsys, ["train", *TINY, "--steps", "9", "--eval-every", "2", "--out", out],
-                           "step 3", "nan")
+    line = one_line_error(capsys, ["train", *TINY, "--steps", "9", "--eval-every", "2", "--out", out],
+                           "step 3", "nan", code=1)
     assert "from step 2" in line
     assert read(os.path.join(out, "model.npz"))[0]["meta"]["step"] == 2
 
@@ -143,18 +128,18 @@ def test_decode_with_beam_search(run_dir, capsys):
 def test_eval_and_decode_error_paths(run_dir, tmp_path, capsys):
     ckpt = os.path.join(run_dir, "model.npz")
     missing = str(tmp_path / "nothing.npz")
-    _one_line_error(capsys, ["eval", missing], "no checkpoint at")
-    _one_line_error(capsys, ["decode", missing, "3 4"], "no checkpoint at")
-    _one_line_error(capsys, ["eval", ckpt, "--n", "0"], "--n")
-    _one_line_error(capsys, ["eval", ckpt, "--bogus"], "unrecognized arguments")
-    _one_line_error(capsys, ["decode", ckpt, "3 4 99"], "99", "3..12")       # outside the vocabulary
-    _one_line_error(capsys, ["decode", ckpt, "3 0 4"], "PAD, BOS, EOS")      # a special token
-    _one_line_error(capsys, ["decode", ckpt, "three four"], "integer")
-    _one_line_error(capsys, ["decode", ckpt, "3 4", "--beam", "0"], "--beam")
-    _one_line_error(capsys, ["decode", ckpt], "required")
+    one_line_error(capsys, ["eval", missing], "no checkpoint at")
+    one_line_error(capsys, ["decode", missing, "3 4"], "no checkpoint at")
+    one_line_error(capsys, ["eval", ckpt, "--n", "0"], "--n")
+    one_line_error(capsys, ["eval", ckpt, "--bogus"], "unrecognized arguments")
+    one_line_error(capsys, ["decode", ckpt, "3 4 99"], "99", "3..12")       # outside the vocabulary
+    one_line_error(capsys, ["decode", ckpt, "3 0 4"], "PAD, BOS, EOS")      # a special token
+    one_line_error(capsys, ["decode", ckpt, "three four"], "integer")
+    one_line_error(capsys, ["decode", ckpt, "3 4", "--beam", "0"], "--beam")
+    one_line_error(capsys, ["decode", ckpt], "required")
     not_a_checkpoint = tmp_path / "junk.npz"
     not_a_checkpoint.write_bytes(b"not a zip file")
-    _one_line_error(capsys, ["eval", str(not_a_checkpoint)], "not a readable npformer checkpoint")
+    one_line_error(capsys, ["eval", str(not_a_checkpoint)], "not a readable npformer checkpoint")
 
 
 @pytest.mark.parametrize("command", ["train", "eval", "decode", "gradcheck"])
