@@ -139,9 +139,9 @@ BAD_CONFIGS = [
     ("tied embeddings, two vocabularies", dict(tie_embeddings=True),
      r"^tie_embeddings needs one vocabulary, but src_vocab=11 and tgt_vocab=9\.$"),
     ("dropout of 1", dict(dropout=1.0), r"^dropout must be a number in \[0, 1\), got 1\.0\.$"),
-    ("dropout as text", dict(dropout="0.1"), r"^dropout must be a number in \[0, 1\), got '0\.1'\.$"),
+    ("dropout as text", dict(dropout="0.1"), r"^dropout must be a number, got '0\.1'\.$"),
     ("unknown norm", dict(norm="middle"), r"^norm must be one of post, pre; got 'middle'\.$"),
-    ("zero layers", dict(n_layers=0), r"^n_layers must be a positive integer, got 0\.$"),
+    ("zero layers", dict(n_layers=0), r"^n_layers must be an integer in \[1, 64\], got 0\.$"),
     ("pad_id outside", dict(pad_id=9), r"^pad_id 9 is outside the vocabulary\.$"),
 ]
 

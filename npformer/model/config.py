@@ -1,10 +1,28 @@
 """TransformerConfig: every size and choice of the model, checked before any array is made."""
 
-import numbers
 from dataclasses import MISSING, asdict, dataclass, fields
 
-from npformer.errors import ConfigError
+import numpy as np
+
+from npformer.errors import ConfigError, check_int, check_real
 from npformer.layers.scores import SCORES
+
+# Upper bounds, so a typo cannot ask for terabytes: the sizes of one field, and the parameters of
+# the whole model (about 1 GB in float32; four times that with gradients and Adam's moments).
+MAX_SIZE = {"src_vocab": 1_000_000, "tgt_vocab": 1_000_000, "d_model": 16_384, "n_heads": 1024,
+            "d_ff": 65_536, "n_layers": 64, "max_len": 100_000}
+MAX_PARAMETERS = 250_000_000
+
+
+def check_float_dtype(dtype):
+    """The name of a floating-point dtype a model may hold its weights in, or ConfigError."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in ("float16", "float32", "float64"):
+        raise ConfigError(f"dtype must be float16, float32 or float64, got {dtype!r}.")
+    return name
 
 
 class DictConfig:
@@ -57,15 +75,15 @@ class TransformerConfig(DictConfig):
         self.validate()
 
     def validate(self):
-        for name in ("src_vocab", "tgt_vocab", "d_model", "n_heads", "d_ff", "n_layers", "max_len"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        for name, high in MAX_SIZE.items():                      # NumPy integers become Python ints (JSON)
+            setattr(self, name, check_int(name, getattr(self, name), 1, high))
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) \
-                or not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}.")
+        self.dropout = check_real("dropout", self.dropout, 0.0, 1.0, below_high=True)
+        n = self.n_parameters()
+        if n > MAX_PARAMETERS:
+            raise ConfigError(f"this model would hold about {n:,} parameters; the most npformer builds is "
+                              f"{MAX_PARAMETERS:,}.")
         if not isinstance(self.tie_embeddings, bool):
             raise ConfigError(f"tie_embeddings must be True or False, got {self.tie_embeddings!r}.")
         choices = {"norm": ("post", "pre"), "positional": ("sinusoidal", "learned"), "activation": ("relu", "gelu"),
@@ -76,6 +94,14 @@ class TransformerConfig(DictConfig):
         if self.tie_embeddings and self.src_vocab != self.tgt_vocab:
             raise ConfigError(f"tie_embeddings needs one vocabulary, but src_vocab={self.src_vocab} "
                               f"and tgt_vocab={self.tgt_vocab}.")
-        if not isinstance(self.pad_id, int) or isinstance(self.pad_id, bool) \
+        if isinstance(self.pad_id, bool) or not isinstance(self.pad_id, (int, np.integer)) \
                 or not 0 <= self.pad_id < min(self.src_vocab, self.tgt_vocab):
             raise ConfigError(f"pad_id {self.pad_id!r} is outside the vocabulary.")
+        self.pad_id = int(self.pad_id)
+
+    def n_parameters(self):
+        """About how many numbers the model holds (the positional tables and matrices; biases
+        and LayerNorms left out): what the memory it needs grows with."""
+        D, F, L = self.d_model, self.d_ff, self.n_layers
+        tables = (self.src_vocab + 2 * self.tgt_vocab + 2 * self.max_len) * D  # embeddings, output, positions
+        return tables + L * (12 * D * D + 4 * D * F)             # encoder 4D^2 + 2DF, decoder 8D^2 + 2DF per layer

@@ -18,6 +18,7 @@ once it holds `beam_size` ended ones (fairseq's rule). With beam_size = 1 that i
 decoding: the one live hypothesis takes the most probable token at every step.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -110,7 +111,8 @@ def beam_search(model, src, beam_size=4, max_len=20, bos_id=1, eos_id=2, length_
     hypothesis of each row: the tokens after BOS, EOS kept, pad_id after it; with return_scores,
     also its score (B,): log-probability / lp(length)."""
     max_len = _check_args(model, max_len, bos_id, eos_id, beam_size)
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real) or length_penalty < 0:
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real) \
+            or not 0 <= length_penalty < math.inf:
         raise InputError(f"length_penalty must be a number >= 0, got {length_penalty!r}.")
     xp, pad, k = model.xp, model.cfg.pad_id, beam_size
     B, memory, src_keep, caches = _start(model, src, k)

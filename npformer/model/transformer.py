@@ -17,7 +17,7 @@ from npformer.errors import InputError
 from npformer.layers import (Dropout, Embedding, Layer, LearnedPositionalEncoding, Linear,
                              SinusoidalPositionalEncoding, check_ids)
 from npformer.masks import padding_keep, target_keep
-from npformer.model.config import TransformerConfig
+from npformer.model.config import TransformerConfig, check_float_dtype
 from npformer.model.decoder import Decoder
 from npformer.model.encoder import Encoder
 
@@ -32,7 +32,7 @@ class Transformer(Layer):
 
     def __init__(self, cfg, seed=0, dtype="float32", backend=None):
         xp = get_backend(backend)
-        super().__init__(xp, dtype)
+        super().__init__(xp, check_float_dtype(dtype))
         self.cfg = cfg = TransformerConfig.checked(cfg)  # a dict (a checkpoint header) or a config
         self.seed = seed
         D, H, F, N, p = cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.n_layers, cfg.dropout
@@ -116,6 +116,12 @@ class Transformer(Layer):
     def backward(self, dlogits):                                 # dlogits: (B,T,V)
         """Reverse of forward: generator, decoder, target embedding, then encoder, source embedding.
         Parameter gradients are added into gradients(); call zero_grad() before."""
+        x = self.generator.cache                                 # (B,T,D)  the last forward's, if any
+        if x is None:
+            raise InputError("backward needs the caches of a forward pass: call forward first.")
+        if getattr(dlogits, "shape", None) != (*x.shape[:-1], self.cfg.tgt_vocab):
+            raise InputError(f"dlogits must have the logits' shape {(*x.shape[:-1], self.cfg.tgt_vocab)}, "
+                             f"got {getattr(dlogits, 'shape', type(dlogits).__name__)}.")
         dy = self.generator.backward(dlogits)                    # (B,T,D)  (TF-6)
         dy, dmemory = self.decoder.backward(dy)                  # (B,T,D), (B,S,D)  (TF-7)
         dy = self.tgt_pos.backward(self.tgt_drop.backward(dy))   # (B,T,D)
