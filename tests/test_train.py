@@ -106,8 +106,13 @@ def test_a_new_run_does_not_replace_an_old_one_unless_forced(tmp_path):
     fresh(_cfg(steps=5), out).run(progress=False, write=lambda s: None)
     with pytest.raises(ConfigError, match="--resume"):
         fresh(_cfg(steps=5), out)
-    fresh(_cfg(steps=5), out, force=True)
-    assert not os.path.exists(os.path.join(out, "metrics.jsonl"))
+    files = {name: open(os.path.join(out, name), "rb").read() for name in ("model.npz", "metrics.jsonl")}
+    forced = fresh(_cfg(steps=5, seed=3), out, force=True)       # the old run stays until the first save
+    assert all(open(os.path.join(out, name), "rb").read() == data for name, data in files.items())
+    forced.run(progress=False, write=lambda s: None)
+    assert read(os.path.join(out, "model.npz"))[0]["meta"]["train"]["seed"] == 3
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        assert [json.loads(line)["step"] for line in f] == [5]   # the new run's lines only
 
 
 def test_early_stop_when_the_target_is_reached(tmp_path):

@@ -1,6 +1,7 @@
 """`npformer train`: train on copy, reverse or sort until held-out exact match reaches the target."""
 
 import sys
+import warnings
 
 from npformer.cli import add_backend_flag
 from npformer.errors import ConfigError
@@ -34,6 +35,11 @@ FLAGS = [
     ("--seed", "seed", int, "seed of parameters, batches and dropout"),
     ("--replicas", "replicas", int, "parts of each batch, run side by side in threads, each by a replica of the model "
                                     "(default: 2 on the CPU, 1 on a GPU)"),
+    ("--diverge-factor", "diverge_factor", float, "stop as diverged when the running-average loss (about 50 steps) "
+                                                  "stays above this times its best for --diverge-steps steps; 0: never"),
+    ("--diverge-steps", "diverge_steps", int, "steps in a row the loss must stay above the bar"),
+    ("--diverge-drop", "diverge_drop", float, "never save an evaluation whose exact match is this much below the "
+                                              "last saved one: stop as diverged instead; 1: never"),
 ]
 CHOICES = {"task": ("copy", "reverse", "sort"), "norm": ("post", "pre"), "schedule": SCHEDULES,
            "model": ("transformer", "rnn", "rnn-attention"), "attention_score": SCORES}
@@ -46,7 +52,11 @@ def add_parser(sub):
         "train", help="train a model on a toy task (default: reverse) and report held-out exact match",
         description="Train the Transformer on copy, reverse or sort. Shows a progress bar (loss, learning "
                     "rate, tokens/s), evaluates greedy decoding on a held-out set every --eval-every steps, "
-                    "stops when exact match reaches --target, and writes DIR/model.npz and DIR/metrics.jsonl.")
+                    "stops when exact match reaches --target, and writes DIR/model.npz and DIR/metrics.jsonl. "
+                    "A run that diverges stops with a message naming the step and the checkpoint kept: when the "
+                    "loss is not finite, when its running average stays above --diverge-factor times its best "
+                    "for --diverge-steps steps, or when an evaluation's exact match falls more than "
+                    "--diverge-drop below the last saved one (which is then not overwritten).")
     add_backend_flag(p)
     for flag, name, kind, text in FLAGS:
         # default None: on --resume only the flags actually given are compared with the saved run
@@ -56,7 +66,9 @@ def add_parser(sub):
     p.add_argument("--out", metavar="DIR", default=None, help="run directory (default runs/TASK)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in DIR from its checkpoint (optimiser, step and generators too)")
-    p.add_argument("--force", action="store_true", help="start over even if DIR already holds a run")
+    p.add_argument("--force", action="store_true",
+                   help="start over even if DIR already holds a run; the earlier run's files stay until the new "
+                        "run's first save replaces them")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -77,6 +89,8 @@ def run(args):
         if not trainer.resumed_exactly:
             print("note: the saved dropout generator does not fit this backend or GPU, so dropout masks are "
                   "reseeded: the run goes on deterministically, but not exactly as an unbroken one would.")
+        for note in trainer.notes:
+            print(f"note: {note}")
     else:
         trainer = fresh(TrainConfig(**given), out, backend=args.backend, force=args.force)
     cfg = trainer.cfg
@@ -90,10 +104,14 @@ def run(args):
           f"backend {name_of(trainer.model.xp)}"
           + (f", {cfg.replicas} replicas" if cfg.replicas > 1 else ""), flush=True)
     try:
-        result = trainer.run(progress=False if args.no_progress else None)  # None: a bar on a terminal only
+        with warnings.catch_warnings():                          # overflow on the way to a divergence: the
+            warnings.simplefilter("ignore", RuntimeWarning)      # check below says it in one sentence
+            result = trainer.run(progress=False if args.no_progress else None)  # None: a bar on a terminal only
     except KeyboardInterrupt:
         kept = (f"{os.path.join(out, CHECKPOINT)} holds step {trainer.saved_step}: continue with "
-                f"`npformer train --resume --out {out}`." if trainer.saved_step else "no checkpoint was written.")
+                f"`npformer train --resume --out {out}`." if trainer.saved_step
+                else f"the earlier run in {out} is left as it was." if trainer.replacing
+                else "no checkpoint was written.")
         print(f"npformer train: interrupted at step {trainer.step}; {kept}", file=sys.stderr)
         return 130
 

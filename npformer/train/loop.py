@@ -17,6 +17,12 @@ and the states of the batch and dropout generators. A run resumed from it takes 
 steps with the same batches and masks as one that never stopped, so on NumPy its final
 parameters are the same bit for bit (on CuPy, to rounding: its add.at adds with atomics in no
 fixed order).
+
+Divergence is caught before it is saved (training.md, "When training diverges"): the run stops
+when the loss is not finite, or when its running average (over about 50 steps) has stayed above
+diverge_factor times its best for diverge_steps steps in a row. An evaluation while the
+running average is above that bar is scored but not saved, and a checkpoint is never written
+whose held-out exact match is more than diverge_drop below the last one saved.
 """
 
 import json
@@ -28,9 +34,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from npformer.backend import get_backend, name_of, to_numpy
-from npformer.errors import ConfigError, NpformerError
+from npformer.errors import ConfigError, NpformerError, check_int, check_real
 from npformer.model import CheckpointError, Transformer, TransformerConfig
 from npformer.model.checkpoint import load_into, read
+from npformer.model.config import check_float_dtype
 from npformer.model.rnn import RNNConfig, RNNSeq2Seq
 from npformer.train.optim import SCHEDULES, Adam, clip_grad_norm, learning_rate
 from npformer.train.parallel import DataParallel, default_replicas
@@ -39,6 +46,8 @@ from npformer.train.tasks import BOS, EOS, EVAL_SEED, PAD, TASKS, Task, heldout,
 CHECKPOINT = "model.npz"
 MODELS = {"transformer": None, "rnn": None, "rnn-attention": "bahdanau"}  # name -> the RNN's attention
 METRICS = "metrics.jsonl"
+LOSS_AVERAGE_BETA = 0.98                  # the divergence check's running average: an EMA over about 50 steps
+MODEL_MAX_LEN = TransformerConfig.max_len  # positions the model has: a target is max_len symbols + EOS
 
 
 class TrainingDiverged(NpformerError):
@@ -82,14 +91,34 @@ class TrainConfig:
     replicas: int = None
     eval_seed: int = EVAL_SEED     # the held-out set
     dtype: str = "float32"
+    # divergence (training.md): stop when the running-average loss stays above diverge_factor
+    # times its best for diverge_steps steps (factor 0: never); never save an evaluation whose
+    # exact match is more than diverge_drop below the last saved one (1: never)
+    diverge_factor: float = 10.0
+    diverge_steps: int = 100
+    diverge_drop: float = 0.5
 
     def __post_init__(self):
+        """Every setting checked (type, finite, range, and a bound where memory grows with it)
+        before any file is touched; each bad one is a ConfigError naming it."""
         Task(self.task, self.n_symbols, self.min_len, self.max_len)  # raises ConfigError if it cannot work
-        for name in ("steps", "batch_size", "eval_every", "eval_size", "replicas"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if self.warmup < 0 or self.lr <= 0 or self.clip < 0:
-            raise ConfigError("lr must be positive, and warmup and clip must not be negative.")
+        self.max_len = check_int("max_len", self.max_len, 1, MODEL_MAX_LEN - 1)
+        ints = {"steps": (1, 10**7), "batch_size": (1, 16_384), "eval_every": (1, 10**7),
+                "eval_size": (1, 100_000), "warmup": (0, 10**7), "seed": (0, 2**32 - 1),
+                "eval_seed": (0, 2**32 - 1), "diverge_steps": (1, 10**7)}
+        for name, (low, high) in ints.items():
+            setattr(self, name, check_int(name, getattr(self, name), low, high))
+        if self.replicas is not None:
+            self.replicas = check_int("replicas", self.replicas, 1, min(64, self.batch_size))
+        self.lr = check_real("lr", self.lr, positive=True)
+        self.clip = check_real("clip", self.clip, 0.0)
+        self.label_smoothing = check_real("label_smoothing", self.label_smoothing, 0.0, 1.0, below_high=True)
+        self.target = check_real("target", self.target, 0.0, 1.0)
+        self.diverge_factor = check_real("diverge_factor", self.diverge_factor, 0.0)
+        if 0 < self.diverge_factor <= 1:
+            raise ConfigError(f"diverge_factor must be above 1 (or 0 to turn the check off), got {self.diverge_factor}.")
+        self.diverge_drop = check_real("diverge_drop", self.diverge_drop, 0.0, 1.0)
+        self.dtype = check_float_dtype(self.dtype)
         if self.model not in MODELS:
             raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}.")
         if self.schedule not in SCHEDULES:
@@ -99,6 +128,7 @@ class TrainConfig:
         if self.seed == self.eval_seed:
             raise ConfigError(f"seed {self.seed} is the held-out set's seed; choose another so training "
                               "batches are not the held-out sequences.")
+        self.model_config()                                      # the model's sizes, checked now too
 
     @property
     def task_spec(self):
@@ -115,6 +145,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise ConfigError(f"a training configuration must be a dict of settings, got {type(d).__name__}.")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -193,6 +225,11 @@ class Trainer:
         self.last_eval = None
         self.last_produced = None
         self.heldout = heldout(self.task, cfg.eval_size, cfg.eval_seed)
+        # the running-average loss, its best and where, and the steps in a row it has been above the bar
+        self.guard = {"avg": 0.0, "n": 0, "best": math.inf, "best_step": 0, "above": 0}
+        self.replacing = False                                   # an earlier run in out_dir stays until the first save
+        self.unsaved = None                                      # the last evaluation, if it was not saved
+        self.notes = []                                          # what a resume had to repair, said once
 
     # ------------------------------------------------------------------ files
 
@@ -203,7 +240,7 @@ class Trainer:
         """The JSON part of a resume: step, configuration, generator states, clocks."""
         return {"step": self.step, "train": asdict(self.cfg), "backend": name_of(self.xp),
                 "data_rng": self.data_rng.bit_generator.state,
-                "wall_s": self.wall_s + self._clock(), "eval": self.last_eval}
+                "wall_s": self.wall_s + self._clock(), "eval": self.last_eval, "guard": self.guard}
 
     def save(self):
         """Write DIR/model.npz atomically, with the optimiser state; never a non-finite model."""
@@ -223,45 +260,69 @@ class Trainer:
         self.saved_step = self.step
 
     def _kept(self):
+        if self.saved_step is None and self.replacing:
+            return f"the earlier run in {self.out_dir} is left as it was."
         if self.saved_step is None:
             return "no checkpoint had been written yet."
         return f"the checkpoint {self.path(CHECKPOINT)} from step {self.saved_step} is left as it was."
 
     def log_metrics(self, record):
-        if self.out_dir is not None:
-            with open(self.path(METRICS), "a") as f:
-                f.write(json.dumps(record) + "\n")
+        """Append one line to DIR/metrics.jsonl, in one write, synced; a line cut off by a kill or a
+        full disk is dropped (and said) on --resume. A forced restart replaces the earlier run's
+        file only now, at its first save, with its own first line."""
+        if self.out_dir is None:
+            return
+        line = json.dumps(record) + "\n"
+        os.makedirs(self.out_dir, exist_ok=True)                 # the first evaluation makes the run folder
+        if self.replacing:
+            _write_atomically(self.path(METRICS), line)
+            return
+        with open(self.path(METRICS), "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
 
     @classmethod
     def resume(cls, out_dir, backend=None, **overrides):
         """The run saved in out_dir, ready to continue. overrides: TrainConfig fields to change
         that do not change the training itself (steps, eval_every, eval_size, target)."""
+        _check_run_folder(out_dir)
         path = os.path.join(out_dir, CHECKPOINT)
         header, params, extra = read(path)
-        meta = header.get("meta", {})
-        if "train" not in meta or "data_rng" not in meta:
+        meta = header["meta"]
+        if not {"train", "data_rng", "step", "wall_s", "eval"} <= set(meta):
             raise CheckpointError(f"{path} was not written by `npformer train`, so it cannot be resumed.")
         saved = TrainConfig.from_dict(meta["train"])
-        allowed = {"steps", "eval_every", "eval_size", "target"}
+        allowed = {"steps", "eval_every", "eval_size", "target", "diverge_factor", "diverge_steps", "diverge_drop"}
         for name, value in overrides.items():
             if name not in allowed and value != getattr(saved, name):
                 raise ConfigError(f"--{name.replace('_', '-')} {value} differs from the run being resumed "
-                                  f"({getattr(saved, name)}); only --steps, --eval-every, --eval-size and "
-                                  "--target may change on --resume.")
+                                  f"({getattr(saved, name)}); only --steps, --eval-every, --eval-size, "
+                                  "--target and the --diverge-* settings may change on --resume.")
         cfg = TrainConfig.from_dict({**asdict(saved), **overrides})
+        step = check_int(f"{path}'s step", meta["step"], 0, error=CheckpointError)
         self = cls(cfg, backend, out_dir)
         load_into(self.model, params, path)
         names = list(self.params)
-        self.adam.load_state_dict({"step": int(extra["adam/step"]),
-                                   "m": {k: extra[f"adam/m/{k}"] for k in names},
-                                   "v": {k: extra[f"adam/v/{k}"] for k in names}})
-        self.data_rng.bit_generator.state = meta["data_rng"]
+        try:
+            self.adam.load_state_dict({"step": int(extra["adam/step"]),
+                                       "m": {k: extra[f"adam/m/{k}"] for k in names},
+                                       "v": {k: extra[f"adam/v/{k}"] for k in names}})
+            self.data_rng.bit_generator.state = meta["data_rng"]
+            self.wall_s = float(meta["wall_s"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path} lacks part of the optimiser or generator state, so it cannot be "
+                                  "resumed.") from None
         states = [extra[f"dropout_rng/{k}"] for k in range(cfg.replicas) if f"dropout_rng/{k}" in extra]
-        self.resumed_exactly = self.parallel.set_dropout_states(states, cfg.seed, meta["step"])
-        self.step = self.saved_step = meta["step"]
-        self.wall_s = meta["wall_s"]
+        self.resumed_exactly = self.parallel.set_dropout_states(states, cfg.seed, step)
+        self.step = self.saved_step = step
         self.last_eval = meta["eval"]
-        _truncate_metrics(os.path.join(out_dir, METRICS), self.step)
+        if isinstance(meta.get("guard"), dict) and set(meta["guard"]) == set(self.guard):
+            self.guard = dict(meta["guard"])
+        dropped = _metrics_up_to(os.path.join(out_dir, METRICS), self.step)
+        if dropped:
+            self.notes.append(f"{dropped} unreadable line(s) of {os.path.join(out_dir, METRICS)} (cut off by an "
+                              "interrupted write) were dropped.")
         return self
 
     # ------------------------------------------------------------------ steps
@@ -280,6 +341,7 @@ class Trainer:
         if not math.isfinite(loss):                              # before any parameter changes
             raise TrainingDiverged(f"the loss became {loss} at step {step}; {self._kept()} "
                                    "Try a lower --lr or a tighter --clip.")
+        self._watch_loss(loss, step)
         clip_grad_norm(self.grads, self.cfg.clip)
         self.adam.step(self.grads, self.lr(step), self.parallel)  # the update shared among the threads too
         self.step = step
@@ -287,18 +349,54 @@ class Trainer:
         self.since_eval[1] += 1
         return loss, batch.n_target_tokens
 
+    def _watch_loss(self, loss, step):
+        """Raise TrainingDiverged once the running-average loss has stayed above diverge_factor
+        times its best for diverge_steps steps in a row (before this step changes anything)."""
+        g, beta, factor = self.guard, LOSS_AVERAGE_BETA, self.cfg.diverge_factor
+        g["n"] += 1
+        g["avg"] = beta * g["avg"] + (1 - beta) * loss
+        avg = g["avg"] / (1 - beta ** g["n"])                    # bias-corrected, as Adam's moments are
+        if avg < g["best"]:
+            g["best"], g["best_step"] = avg, step
+        g["above"] = g["above"] + 1 if factor and avg > factor * g["best"] else 0
+        if g["above"] >= self.cfg.diverge_steps:
+            raise TrainingDiverged(f"training diverged at step {step}: {self._above_bar()} for {g['above']} "
+                                   f"steps; {self._kept()} Try a lower --lr or a tighter --clip.")
+
+    def _above_bar(self):
+        g = self.guard
+        avg = g["avg"] / (1 - LOSS_AVERAGE_BETA ** g["n"])
+        return (f"the running-average loss {avg:.3g} has been above {self.cfg.diverge_factor:g} times its best "
+                f"({g['best']:.3g}, at step {g['best_step']})")
+
     def evaluate(self):
-        """Score the held-out set, log one metrics line, save the checkpoint. Returns the record."""
+        """Score the held-out set, log one metrics line, save the checkpoint. Returns the record.
+        An exact match more than diverge_drop below the last saved one is never saved."""
         ev = evaluate(self.model, self.task, self.heldout)
+        good = self.last_eval
+        if good is not None and ev["exact_match"] < good["exact_match"] - self.cfg.diverge_drop:
+            raise TrainingDiverged(
+                f"training diverged at step {self.step}: held-out exact match fell from "
+                f"{good['exact_match']:.3f} (step {good['step']}) to {ev['exact_match']:.3f}, more than "
+                f"--diverge-drop {self.cfg.diverge_drop:g}; {self._kept()} Try a lower --lr.")
         loss_sum, n = self.since_eval
         record = {"step": self.step, "train_loss": loss_sum / n if n else None,
                   "lr": self.lr(max(self.step, 1)), "exact_match": ev["exact_match"],
                   "token_accuracy": ev["token_accuracy"], "wall_s": round(self.wall_s + self._clock(), 3)}
         self.since_eval = [0.0, 0]
-        self.last_eval = record
-        self.log_metrics(record)
-        self.save()
         self.last_produced = ev["produced"]
+        if self.guard["above"]:                                  # diverging, perhaps: scored, not saved
+            self.unsaved = record
+            return record
+        self.unsaved = None
+        self.last_eval = record
+        if self.replacing:                                       # the new checkpoint first, then its metrics
+            self.save()
+            self.log_metrics(record)
+            self.replacing = False
+        else:
+            self.log_metrics(record)
+            self.save()
         return record
 
     def _clock(self):
@@ -337,13 +435,16 @@ class Trainer:
                 if self.step % cfg.eval_every == 0:
                     rec = self.evaluate()
                     reached = rec["exact_match"] >= cfg.target
-                    write(_eval_line(rec))
+                    write(_eval_line(rec) + (NOT_SAVED if self.unsaved else ""))
                 if on_step is not None:
                     on_step(self)
         finally:
             bar.close()
         if self.last_eval is None or self.last_eval["step"] != self.step:
-            write(_eval_line(self.evaluate()))                   # the final state is always scored and saved
+            write(_eval_line(self.evaluate()))                   # the final state is always scored, and saved unless diverging
+            if self.unsaved:
+                raise TrainingDiverged(f"training ended at step {self.step} diverging: {self._above_bar()} "
+                                       f"for {self.guard['above']} steps, so this state is not saved; {self._kept()}")
         elif self.last_produced is None:                         # resumed a finished run: decode for the samples
             self.last_produced = evaluate(self.model, self.task, self.heldout)["produced"]
         self.wall_s += self._clock()
@@ -354,6 +455,9 @@ class Trainer:
                       samples=samples(self.task, self.heldout, self.last_produced))
 
 
+NOT_SAVED = "  (not saved: the loss is above the divergence bar)"
+
+
 def _eval_line(rec):
     loss = "" if rec["train_loss"] is None else f"  loss {rec['train_loss']:.4f}"
     return (f"step {rec['step']:5d}{loss}  held-out exact match {rec['exact_match']:.3f}  "
@@ -362,26 +466,60 @@ def _eval_line(rec):
 
 # ----------------------------------------------------------------------------- resume helpers
 
-def _truncate_metrics(path, step):
-    """Drop metrics lines after `step`: the resumed run writes them again."""
+def _metrics_up_to(path, step):
+    """Keep the metrics lines up to `step` (the resumed run writes the later ones again), and drop
+    lines that are not whole JSON records (a write cut off by a kill or a full disk); the file is
+    replaced atomically. Returns the number of lines dropped as unreadable."""
     if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = [ln for ln in f if ln.strip() and json.loads(ln)["step"] <= step]
-    with open(path, "w") as f:
-        f.writelines(lines)
+        return 0
+    kept, dropped = [], 0
+    with open(path, errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                    raise ValueError
+            except ValueError:
+                dropped += bool(line.strip())
+                continue
+            if record["step"] <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    _write_atomically(path, "".join(kept))
+    return dropped
+
+
+def _write_atomically(path, text):
+    """Replace the file at `path` with `text`: a crash leaves the old file or the new one, whole."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _check_run_folder(out_dir):
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConfigError(f"{out_dir} is a file, not a run folder: choose another --out.")
 
 
 def fresh(cfg, out_dir, backend=None, force=False):
-    """A new run in out_dir; refuses to replace an earlier run's checkpoint unless force."""
+    """A new run in out_dir; refuses to replace an earlier run's checkpoint unless force.
+
+    Nothing is written here: the folder is made at the first save, and with force the earlier
+    run's checkpoint and metrics stay as they were until then, when the new ones replace them."""
+    xp = get_backend(backend)                                    # a backend that cannot run is said first
+    _check_run_folder(out_dir)
     ckpt = os.path.join(out_dir, CHECKPOINT)
     if os.path.exists(ckpt) and not force:
         raise ConfigError(f"{ckpt} already holds a run: pass --resume to continue it, --force to start "
                           "over, or another --out.")
-    os.makedirs(out_dir, exist_ok=True)
-    trainer = Trainer(cfg, backend, out_dir)
-    if os.path.exists(trainer.path(METRICS)):
-        os.remove(trainer.path(METRICS))
+    trainer = Trainer(cfg, xp, out_dir)
+    trainer.replacing = os.path.exists(ckpt) or os.path.exists(trainer.path(METRICS))
     return trainer
 
 

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from npformer.errors import ConfigError, InputError
+from npformer.errors import ConfigError, InputError, check_int
+from npformer.model.config import MAX_SIZE
 
 PAD, BOS, EOS = 0, 1, 2
 FIRST_SYMBOL = 3
+MAX_LEN = 100_000                      # a sequence far longer than any model's positions
 
 # target = TASKS[name](source), on one 1-D host array of symbols
 TASKS = {
@@ -40,10 +42,12 @@ class Task:
     max_len: int = 16
 
     def __post_init__(self):
-        if self.name not in TASKS:
+        if not isinstance(self.name, str) or self.name not in TASKS:
             raise ConfigError(f"unknown task {self.name!r}: choose one of {', '.join(TASKS)}.")
-        if self.n_symbols < 1:
-            raise ConfigError(f"the task needs at least one symbol, got n_symbols={self.n_symbols}.")
+        # bounds: the largest vocabulary a model may have
+        self.n_symbols = check_int("n_symbols", self.n_symbols, 1, MAX_SIZE["src_vocab"] - FIRST_SYMBOL)
+        self.min_len = check_int("min_len", self.min_len, 1, MAX_LEN)
+        self.max_len = check_int("max_len", self.max_len, 1, MAX_LEN)
         if not 1 <= self.min_len <= self.max_len:
             raise ConfigError(f"lengths must satisfy 1 <= min_len <= max_len, got {self.min_len}..{self.max_len}.")
 
