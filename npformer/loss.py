@@ -4,6 +4,11 @@ Over the N non-pad target tokens, with p = softmax(logits) and the target distri
 q = (1 - eps) onehot(y) + eps / V (eps = label smoothing, spread over all V classes as PyTorch does):
 
     loss = -(1/N) sum_tokens sum_v q_v log p_v           dlogits = (p - q) / N   at non-pad tokens, 0 elsewhere
+
+A logit of -inf is a masked class: p_v = 0 and its gradient is p_v - q_v, finite. Without
+smoothing the loss stays finite too (the class is never the target); with smoothing, q gives
+it eps/V, so the loss is +inf, as the formula says. A +inf logit, or a row that is -inf
+everywhere, has no softmax: the loss and gradient are NaN (and training stops on it).
 """
 
 import numbers
@@ -32,6 +37,9 @@ def cross_entropy(logits, targets, pad_id=0, label_smoothing=0.0, n_tokens=None)
     to the whole batch's (train/parallel.py).
     Returns: (loss as a Python float, dlogits (B,T,V) of logits' dtype and backend).
     """
+    if not hasattr(logits, "ndim") or not hasattr(logits, "dtype") or logits.dtype.kind != "f":
+        raise InputError(f"logits must be a floating-point array (B, T, V), got {type(logits).__name__}"
+                         f"{' of ' + str(logits.dtype) if hasattr(logits, 'dtype') else ''}.")
     xp = get_xp(logits)
     if logits.ndim != 3:
         raise InputError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}.")
@@ -52,9 +60,11 @@ def cross_entropy(logits, targets, pad_id=0, label_smoothing=0.0, n_tokens=None)
     valid = (targets != pad_id)                                  # (B,T)
     rows = xp.arange(B)[:, None], xp.arange(T)[None, :]
     nll = -logp[rows[0], rows[1], targets]                       # (B,T)  -log p of the true token
-    smooth = -logp.mean(axis=-1)                                 # (B,T)  -mean_v log p_v
-    per_token = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (B,T)
-    loss = float((per_token * valid).sum()) / n_tokens           # (CE-2)
+    per_token = nll                                              # (B,T)
+    if label_smoothing:                                          # skipped at 0: 0 * inf would be NaN at a -inf logit
+        smooth = -logp.mean(axis=-1)                             # (B,T)  -mean_v log p_v
+        per_token = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (B,T)
+    loss = float(xp.where(valid, per_token, 0).sum()) / n_tokens  # (CE-2)  where: padding never adds 0 * inf
 
     dlogits = xp.exp(logp)                                       # (B,T,V)  p
     dlogits -= label_smoothing / V                               # q's uniform part
