@@ -1,4 +1,5 @@
-"""The benchmark's results as terminal lines and as a Markdown page (docs/benchmarks.md)."""
+"""The benchmark's results as terminal lines, and as a Markdown page when `npformer bench`
+is given --markdown PATH (the published page is docs/benchmarks.md)."""
 
 import datetime
 

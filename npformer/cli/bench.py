@@ -1,5 +1,6 @@
 """`npformer bench`: npformer's training step against PyTorch's, and the time to solve."""
 
+import os
 import shlex
 import sys
 
@@ -26,18 +27,18 @@ def add_parser(sub):
     p.add_argument("--no-solve", action="store_true", help="skip the time-to-solve comparison")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--markdown", metavar="PATH",
-                   help="write the results table here (default docs/benchmarks.md, or docs/benchmarks-gpu.md "
-                        "with --backend cupy; '' to skip)")
+                   help="also write the results as a Markdown page at PATH (the published pages are "
+                        "docs/benchmarks.md, and docs/benchmarks-gpu.md for --backend cupy); without it "
+                        "nothing is written")
     p.add_argument("--note", metavar="TEXT", help="a line about the conditions of the run, for the Markdown page")
     p.add_argument("--smoke", action="store_true",
-                   help="tiny sizes and one step each: checks the benchmark runs, measures nothing")
+                   help="tiny sizes and one step each: checks the benchmark runs, measures nothing, writes nothing")
     p.set_defaults(func=run)
 
 
 def run(args):
-    from npformer.backend import backend_name
     from npformer.bench import WORKLOADS, run as bench
-    from npformer.errors import ConfigError
+    from npformer.errors import ConfigError, check_int, check_real
 
     names = None
     if args.workloads:
@@ -46,12 +47,15 @@ def run(args):
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ConfigError(f"unknown workload {unknown[0]!r}: choose from {', '.join(sorted(known))}.")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
-    markdown = args.markdown
-    if markdown is None:
-        markdown = "docs/benchmarks-gpu.md" if backend_name(args.backend) == "cupy" else "docs/benchmarks.md"
+    if args.threads is not None:
+        check_int("--threads", args.threads, 1, 1024)
+    check_real("--seconds", args.seconds, 0.0, 3600.0)
+    check_int("--min-steps", args.min_steps, 1, 10_000)
+    if args.smoke and args.markdown:
+        raise ConfigError("--smoke measures nothing, so it writes no page: drop --markdown, or --smoke.")
+    if args.markdown is not None and (not args.markdown or os.path.isdir(args.markdown)):
+        raise ConfigError(f"--markdown needs the path of a file to write, got {args.markdown!r}.")
     bench(names, backend=args.backend, threads=args.threads, with_torch=not args.no_torch,
           solve=not args.no_solve, memory=not args.no_memory, seconds=args.seconds,
-          min_steps=args.min_steps, markdown=markdown or None, smoke=args.smoke, note=args.note,
+          min_steps=args.min_steps, markdown=args.markdown, smoke=args.smoke, note=args.note,
           command="npformer " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "npformer bench")
