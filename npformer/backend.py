@@ -64,8 +64,8 @@ def _cupy():
         import cupy
     except ImportError:
         raise BackendError(
-            "backend 'cupy' needs CuPy: install it with `pip install npformer[gpu]` "
-            "(or npformer[cuda12] for a CUDA 12 driver).") from None
+            "backend 'cupy' needs CuPy: install it with `pip install -e \".[gpu]\"` in the npformer "
+            "checkout (`.[cuda12]` for a CUDA 12 driver).") from None
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # the CUDA runtime raises its own error types

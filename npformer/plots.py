@@ -2,7 +2,7 @@
 the learning-rate schedule, and a run's loss and exact-match curves.
 
 Every function writes PNG files with matplotlib's Agg backend, so they work with no screen.
-matplotlib is optional: `pip install npformer[plot]`.
+matplotlib is optional: `pip install -e ".[plot]"`.
 """
 
 import json
@@ -22,7 +22,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise NpformerError("plots need matplotlib: install it with `pip install npformer[plot]`.") from None
+        raise NpformerError("plots need matplotlib: install it with `pip install -e \".[plot]\"`.") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt

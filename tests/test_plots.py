@@ -79,9 +79,10 @@ def test_cli_plot_commands(tiny, tmp_path):
     ok = run("attention", str(ckpt), "3 4 5", "--out", str(tmp_path / "att"))
     assert ok.returncode == 0, ok.stderr
     assert is_png(tmp_path / "att" / "attention_cross.png")
-    for kind in ("positional", "masks", "lr"):
-        r = run(kind, "--out", str(tmp_path / f"{kind}.png"))
-        assert r.returncode == 0 and is_png(tmp_path / f"{kind}.png"), r.stderr
+    for kind in ("positional", "masks", "lr"):                   # --out names a folder for every kind
+        r = run(kind, "--out", str(tmp_path / "pics"))
+        assert r.returncode == 0 and is_png(tmp_path / "pics" / f"{kind}.png"), r.stderr
+        assert r.stdout == f"wrote {tmp_path / 'pics' / kind}.png\n"
     bad = run("attention", str(ckpt), "3 99")
     assert bad.returncode == 2 and "outside the vocabulary" in bad.stderr and "Traceback" not in bad.stderr
     missing = run("attention", str(tmp_path / "no.npz"), "3")

@@ -1,7 +1,8 @@
 """`npformer decode CKPT "3 4 5 6"`: the output tokens a checkpoint produces for a source."""
 
 from npformer.cli import add_backend_flag
-from npformer.errors import ConfigError, InputError
+from npformer.errors import ConfigError, InputError, check_int
+from npformer.model.config import MAX_SIZE
 
 
 def add_parser(sub):
@@ -34,10 +35,9 @@ def run(args):
     from npformer.model.checkpoint import load
     from npformer.train.tasks import BOS, EOS, FIRST_SYMBOL, Task, pad, strip
 
-    if args.beam < 1:
-        raise ConfigError(f"--beam must be at least 1, got {args.beam}.")
-    if args.max_len is not None and args.max_len < 1:
-        raise ConfigError(f"--max-len must be at least 1, got {args.max_len}.")
+    check_int("--beam", args.beam, 1, 1000)
+    if args.max_len is not None:
+        check_int("--max-len", args.max_len, 1, MAX_SIZE["max_len"])
     sources = [parse_tokens(s) for s in args.sources]
     model = load(args.checkpoint, backend=args.backend)
     symbols = Task(n_symbols=model.cfg.src_vocab - FIRST_SYMBOL)  # the shared token scheme

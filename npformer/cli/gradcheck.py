@@ -1,6 +1,7 @@
 """`npformer gradcheck`: the float64 finite-difference check of every layer, as a table."""
 
 from npformer.cli import add_backend_flag
+from npformer.errors import ConfigError
 
 
 def add_parser(sub):
@@ -20,6 +21,9 @@ def run(args):
     get_backend(args.backend)                                    # fail now, in one line, if it cannot run
 
     cases = [c for c in CASES if args.only is None or args.only.lower() in c.name.lower()]
+    if not cases:
+        raise ConfigError(f"no check's name contains {args.only!r}; the names are {', '.join(c.name for c in CASES[:4])}, "
+                          "... (run without --only to see all).")
     print(f"gradient check, float64, backend {backend_name(args.backend)}: "
           "max relative error per tensor (bar 1e-6)\n")
     print(f"{'layer':52} {'tensor':30} {'shape':14} {'error':>8}  result")
