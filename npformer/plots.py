@@ -161,12 +161,15 @@ def read_metrics(path):
         raise InputError(f"no metrics file at {path}.")
     records = []
     with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise InputError(f"{path} line {n} is not JSON.") from None
+        lines = f.readlines()
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if n == len(lines) and not line.endswith("\n"):  # cut off by an interrupted write: skipped
+                    continue
+                raise InputError(f"{path} line {n} is not JSON.") from None
     if not records:
         raise InputError(f"{path} holds no evaluations yet.")
     return records

@@ -32,6 +32,7 @@ from npformer.loss import log_softmax
 # a row is the same BOS, so only beam 0 starts live), and of the pad token. Finite, like the
 # attention mask, so sums stay comparable; any score below DEAD / 2 is no hypothesis at all.
 DEAD = MASK_FILL
+MAX_BEAM = 1000
 
 
 def _is_int(value):
@@ -44,6 +45,8 @@ def _check_args(model, max_len, bos_id, eos_id, beam_size=1):
     for name, value in (("max_len", max_len), ("beam_size", beam_size)):
         if not _is_int(value) or value < 1:
             raise InputError(f"{name} must be a positive integer, got {value!r}.")
+    if beam_size > MAX_BEAM:                                     # memory grows with it: B * beam_size copies
+        raise InputError(f"beam_size must be at most {MAX_BEAM:,}, got {beam_size!r}.")
     for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
         if not _is_int(value) or not 0 <= value < cfg.tgt_vocab:
             raise InputError(f"{name} {value!r} is outside the target vocabulary 0..{cfg.tgt_vocab - 1}.")
