@@ -33,6 +33,12 @@ class StorageError(NpformerError, OSError):
     whatever was saved before is left as it was."""
 
 
+def os_reason(e):
+    """An OSError's reason as words inside a sentence: 'no space left on device'."""
+    what = (e.strerror or str(e)).rstrip(".")
+    return what[:1].lower() + what[1:]
+
+
 def check_int(name, value, low=None, high=None, error=ConfigError):
     """value as a Python int, or `error` naming `name` unless it is an integer in [low, high].
     NumPy integers count as integers; bools and floats do not."""

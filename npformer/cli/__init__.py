@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from npformer.errors import NpformerError
+from npformer.errors import NpformerError, os_reason
 
 # Subcommands, in the order `npformer --help` lists them. Each names a module in this package.
 COMMANDS = ["train", "eval", "decode", "gradcheck", "plot", "bench", "exercise"]
@@ -77,9 +77,7 @@ def _fail(command, sentence, code):
 
 def os_error_sentence(e):
     """An OSError as one sentence: 'no space left on device: runs/x/model.npz.'"""
-    what = (e.strerror or str(e)).rstrip(".")
-    what = what[:1].lower() + what[1:]
-    return f"{what}: {e.filename}." if e.filename else f"{what}."
+    return f"{os_reason(e)}: {e.filename}." if e.filename else f"{os_reason(e)}."
 
 
 def add_backend_flag(parser):

@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 
 from npformer.backend import to_device, to_numpy
-from npformer.errors import ConfigError, NpformerError, StorageError
+from npformer.errors import ConfigError, NpformerError, StorageError, os_reason
 
 FORMAT = "npformer-checkpoint-1"
 MAX_HEADER_BYTES = 1 << 20     # the JSON header is a few kB
@@ -65,8 +65,7 @@ def save(model, path, extra=None, meta=None):
         os.replace(tmp, path)                                    # atomic on POSIX and Windows
     except OSError as e:                                         # a full disk, no permission, ...
         kept = "the checkpoint already there is left as it was" if os.path.exists(path) else "nothing was written"
-        reason = (e.strerror or str(e)).rstrip(".").lower()
-        raise StorageError(f"could not write the checkpoint {path} ({reason}); {kept}.") from None
+        raise StorageError(f"could not write the checkpoint {path} ({os_reason(e)}); {kept}.") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

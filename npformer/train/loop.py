@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from npformer.backend import get_backend, name_of, to_numpy
-from npformer.errors import ConfigError, NpformerError, check_int, check_real
+from npformer.errors import ConfigError, NpformerError, StorageError, check_int, check_real, os_reason
 from npformer.model import CheckpointError, Transformer, TransformerConfig
 from npformer.model.checkpoint import load_into, read
 from npformer.model.config import check_float_dtype
@@ -274,13 +274,17 @@ class Trainer:
             return
         line = json.dumps(record) + "\n"
         os.makedirs(self.out_dir, exist_ok=True)                 # the first evaluation makes the run folder
-        if self.replacing:
-            _write_atomically(self.path(METRICS), line)
-            return
-        with open(self.path(METRICS), "a") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            if self.replacing:
+                _write_atomically(self.path(METRICS), line)
+                return
+            with open(self.path(METRICS), "a") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:                                     # a full disk: the lines before stay
+            raise StorageError(f"could not write {self.path(METRICS)} ({os_reason(e)}) at step {self.step}; "
+                               f"{self._kept()}") from None
 
     @classmethod
     def resume(cls, out_dir, backend=None, **overrides):
