@@ -30,7 +30,7 @@ def test_cupy_without_cupy_says_what_to_install():
         pytest.skip("CuPy is installed here")
     except ImportError:
         pass
-    with pytest.raises(BackendError, match=r"pip install npformer\[gpu\]"):
+    with pytest.raises(BackendError, match=r"pip install -e \"\.\[gpu\]\""):
         get_backend("cupy")
 
 
