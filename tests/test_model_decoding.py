@@ -186,7 +186,7 @@ def test_all_padding_source_row_decodes(xp):
     (dict(beam_size=2.5), r"beam_size must be a positive integer, got 2\.5\."),
     (dict(bos_id=9), r"bos_id 9 is outside the target vocabulary 0\.\.8\."),
     (dict(eos_id=0), r"eos_id 0 equals pad_id, so it could not be told apart from padding\."),
-    (dict(length_penalty=-1), r"length_penalty must be a number >= 0, got -1\."),
+    (dict(length_penalty=-1), r"length_penalty must be a number in \[0, 10\], got -1\."),
 ])
 def test_bad_decoding_arguments_get_one_sentence(xp, kwargs, message):
     model = tiny(xp)

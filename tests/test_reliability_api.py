@@ -83,7 +83,7 @@ def test_numpy_integers_are_integers_and_a_model_is_floating_point(tmp_path):
 
 
 def test_a_nan_length_penalty_is_refused(model):
-    with pytest.raises(InputError, match=r"^length_penalty must be a number >= 0, got nan\.$"):
+    with pytest.raises(InputError, match=r"^length_penalty must be a number in \[0, 10\], got nan\.$"):
         model.beam_search(np.array([[3, 4]]), length_penalty=float("nan"))
 
 

@@ -16,16 +16,17 @@ import json
 import math
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
 from npformer.backend import to_device, to_numpy
 from npformer.errors import ConfigError, NpformerError, StorageError, os_reason
+from npformer.model.config import FLOAT_DTYPES, check_float_dtype
 
 FORMAT = "npformer-checkpoint-1"
 MAX_HEADER_BYTES = 1 << 20     # the JSON header is a few kB
 MAX_SMALL_BYTES = 64 << 20     # a member that is not a parameter or its Adam moments: generator states, counters
-FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
 class CheckpointError(NpformerError):
@@ -92,6 +93,11 @@ def _alive(pid):
     return True
 
 
+# What zipfile and NumPy raise for a damaged or foreign file: a bad archive, a cut-off member, a
+# compression or zip version it does not know, an encrypted member, a bad .npy header.
+UNREADABLE = (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error)
+
+
 def _unreadable(path):
     return CheckpointError(f"{path} is not a readable npformer checkpoint (truncated or another kind of file).")
 
@@ -122,7 +128,7 @@ def inspect(path):
                     header = _json(np.lib.format.read_array(f, allow_pickle=False))
     except PermissionError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile):
+    except (*UNREADABLE, zipfile.LargeZipFile):
         raise _unreadable(path) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = f"format {header.get('format')!r}" if isinstance(header, dict) else "no npformer header"
@@ -189,7 +195,7 @@ def read(path, model=None):
                         (params if kind == "param" else extra)[key] = np.lib.format.read_array(f, allow_pickle=False)
     except PermissionError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+    except UNREADABLE:
         raise _unreadable(path) from None
     for name, a in [*(("param/" + k, v) for k, v in params.items()),
                     *(("extra/" + k, v) for k, v in extra.items() if k.startswith("adam/"))]:
@@ -223,15 +229,9 @@ def load(path, backend=None, dtype=None):
 def build(header, path, backend=None, dtype=None):
     """A fresh model of the class, config and dtype a checked header names (its weights not read)."""
     model_class = _model_class(header.get("model", "transformer"), path)
-    dtype = dtype or header.get("dtype", "float32")
     try:
-        dtype = np.dtype(dtype).name
-    except TypeError:
-        pass                                                     # refused just below, in one sentence
-    if dtype not in FLOAT_DTYPES:
-        raise CheckpointError(f"{path} names the dtype {dtype!r}; a model is float16, float32 or float64.")
-    try:
-        return model_class(header["config"], dtype=dtype, backend=backend)
+        return model_class(header["config"], dtype=check_float_dtype(dtype or header.get("dtype", "float32")),
+                           backend=backend)
     except (TypeError, ConfigError) as e:                        # an edited or damaged header
         reason = str(e).rstrip(".")
         raise CheckpointError(f"{path} holds a configuration this npformer cannot build ({reason}).") from None

@@ -14,13 +14,15 @@ MAX_SIZE = {"src_vocab": 1_000_000, "tgt_vocab": 1_000_000, "d_model": 16_384, "
 MAX_PARAMETERS = 250_000_000
 
 
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
 def check_float_dtype(dtype):
-    """The name of a floating-point dtype a model may hold its weights in, or ConfigError."""
-    try:
-        name = np.dtype(dtype).name
-    except TypeError:
-        name = None
-    if name not in ("float16", "float32", "float64"):
+    """The name of a floating-point dtype a model may hold its weights in (given by name, as a
+    NumPy type or as a dtype), or ConfigError."""
+    name = np.dtype(dtype).name if isinstance(dtype, (type, np.dtype)) and issubclass(
+        getattr(dtype, "type", dtype), np.generic) else dtype
+    if not isinstance(name, str) or name not in FLOAT_DTYPES:
         raise ConfigError(f"dtype must be float16, float32 or float64, got {dtype!r}.")
     return name
 

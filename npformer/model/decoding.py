@@ -18,7 +18,6 @@ once it holds `beam_size` ended ones (fairseq's rule). With beam_size = 1 that i
 decoding: the one live hypothesis takes the most probable token at every step.
 """
 
-import math
 import numbers
 
 import numpy as np
@@ -33,6 +32,7 @@ from npformer.loss import log_softmax
 # attention mask, so sums stay comparable; any score below DEAD / 2 is no hypothesis at all.
 DEAD = MASK_FILL
 MAX_BEAM = 1000
+MAX_LENGTH_PENALTY = 10        # GNMT uses 0.6 to 1; a large power of (5 + n) / 6 overflows
 
 
 def _is_int(value):
@@ -115,8 +115,8 @@ def beam_search(model, src, beam_size=4, max_len=20, bos_id=1, eos_id=2, length_
     also its score (B,): log-probability / lp(length)."""
     max_len = _check_args(model, max_len, bos_id, eos_id, beam_size)
     if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real) \
-            or not 0 <= length_penalty < math.inf:
-        raise InputError(f"length_penalty must be a number >= 0, got {length_penalty!r}.")
+            or not 0 <= length_penalty <= MAX_LENGTH_PENALTY:               # NaN fails too
+        raise InputError(f"length_penalty must be a number in [0, {MAX_LENGTH_PENALTY}], got {length_penalty!r}.")
     xp, pad, k = model.xp, model.cfg.pad_id, beam_size
     B, memory, src_keep, caches = _start(model, src, k)
     score = np.full((B, k), DEAD)                                # (B,k)  log-probability of each live hypothesis
