@@ -31,6 +31,8 @@ ENV_VAR = "NPFORMER_BACKEND"
 class BackendError(NpformerError, RuntimeError):
     """A backend was asked for that cannot run here; the message says what to install or check."""
 
+    exit_code = 1                  # the command was right; this machine cannot run it
+
 
 # ----------------------------------------------------------------------------- selection
 

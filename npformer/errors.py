@@ -13,24 +13,22 @@ import numbers
 class NpformerError(Exception):
     """Base of every user-facing error."""
 
-    exit_code = 1                  # a failure while running
+    exit_code = 2                  # bad usage; a failure while running sets 1
 
 
 class ConfigError(NpformerError, ValueError):
     """A configuration or argument that cannot work (e.g. d_model not divisible by n_heads)."""
 
-    exit_code = 2                  # bad usage
-
 
 class InputError(NpformerError, ValueError):
     """Data that does not fit the model: ids out of range, wrong shapes, too long, empty."""
-
-    exit_code = 2
 
 
 class StorageError(NpformerError, OSError):
     """A file could not be written or read (disk full, no permission, a folder that is a file);
     whatever was saved before is left as it was."""
+
+    exit_code = 1
 
 
 def os_reason(e):

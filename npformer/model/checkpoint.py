@@ -32,8 +32,6 @@ MAX_SMALL_BYTES = 64 << 20     # a member that is not a parameter or its Adam mo
 class CheckpointError(NpformerError):
     """A checkpoint that is missing, truncated, foreign or does not fit the model."""
 
-    exit_code = 2              # a file the user named that cannot be used
-
 
 def save(model, path, extra=None, meta=None):
     """Write model parameters (and optional extra arrays / JSON-able meta) to `path` atomically."""

@@ -51,7 +51,10 @@ MODEL_MAX_LEN = TransformerConfig.max_len  # positions the model has: a target i
 
 
 class TrainingDiverged(NpformerError):
-    """The loss (or a parameter) stopped being finite; the last good checkpoint was left alone."""
+    """The loss stopped being finite or ran away, or an evaluation fell; the last good checkpoint
+    was left alone."""
+
+    exit_code = 1
 
 
 @dataclass
