@@ -213,11 +213,11 @@ def test_an_evaluation_that_falls_is_not_saved(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flag,value,message", [
-    ("--clip", "nan", "clip must be a finite number, got nan."),
-    ("--target", "nan", "target must be a finite number, got nan."),
-    ("--lr", "nan", "lr must be a finite number, got nan."),
-    ("--lr", "-1", "lr must be a positive number, got -1.0."),
-    ("--diverge-factor", "0.5", "diverge_factor must be above 1"),
+    ("--clip", "nan", "--clip must be a finite number, got nan."),
+    ("--target", "nan", "--target must be a finite number, got nan."),
+    ("--lr", "nan", "--lr must be a finite number, got nan."),
+    ("--lr", "-1", "--lr must be a positive number, got -1.0."),
+    ("--diverge-factor", "0.5", "--diverge-factor must be above 1"),
 ])
 def test_numbers_that_cannot_train_are_refused_before_step_one(work, capsys, flag, value, message):
     one_line_error(capsys, ["train", *TINY, flag, value], message)
@@ -368,11 +368,11 @@ def test_bench_smoke_writes_nothing(work, capsys):
 # ----------------------------------------------------------------------------- numbers out of range
 
 OUT_OF_RANGE = [
-    (["train", "--seed", "-1"], "seed must be an integer in [0, 4,294,967,295], got -1."),
-    (["train", "--symbols", "1000000000"], "n_symbols must be an integer in [1, 999,997], got 1000000000."),
-    (["train", "--max-len", "600"], "max_len must be an integer in [1, 511], got 600."),
-    (["train", "--batch-size", "100000000"], "batch_size must be an integer in [1, 16,384]"),
-    (["train", "--d-model", "100000"], "d_model must be an integer in [1, 16,384], got 100000."),
+    (["train", "--seed", "-1"], "--seed must be an integer in [0, 4,294,967,295], got -1."),
+    (["train", "--symbols", "1000000000"], "--symbols must be an integer in [1, 999,997], got 1000000000."),
+    (["train", "--max-len", "600"], "--max-len must be an integer in [1, 511], got 600."),
+    (["train", "--batch-size", "100000000"], "--batch-size must be an integer in [1, 16,384]"),
+    (["train", "--d-model", "100000"], "--d-model must be an integer in [1, 16,384], got 100000."),
     (["train", "--d-model", "8192", "--n-layers", "8"], "most npformer builds is 250,000,000"),
     (["eval", "model.npz", "--n", "1000000000"], "--n must be an integer in [1, 100,000], got 1000000000."),
     (["eval", "model.npz", "--samples", "-1"], "--samples must be an integer in [0, 1,000], got -1."),

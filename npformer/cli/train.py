@@ -73,26 +73,38 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
+def _start(args, out, given):
+    """The Trainer of a fresh or resumed run; on resume, the notes on what it had to repair."""
+    from npformer.train.loop import TrainConfig, Trainer, fresh
+
+    if not args.resume:
+        return fresh(TrainConfig(**given), out, backend=args.backend, force=args.force)
+    trainer = Trainer.resume(out, backend=args.backend, **given)
+    print(f"resuming {out} at step {trainer.step} of {trainer.cfg.steps}")
+    if not trainer.resumed_exactly:
+        print("note: the saved dropout generator does not fit this backend or GPU, so dropout masks are "
+              "reseeded: the run goes on deterministically, but not exactly as an unbroken one would.")
+    for note in trainer.notes:
+        print(f"note: {note}")
+    return trainer
+
+
 def run(args):
     import os
 
     from npformer.backend import name_of
-    from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer, fresh
+    from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig
 
     given = {name: getattr(args, name) for _, name, _, _ in FLAGS if getattr(args, name) is not None}
     out = args.out or os.path.join("runs", given.get("task", TrainConfig.task))
     if args.resume and args.force:
         raise ConfigError("--resume and --force contradict each other: choose one.")
-    if args.resume:
-        trainer = Trainer.resume(out, backend=args.backend, **given)
-        print(f"resuming {out} at step {trainer.step} of {trainer.cfg.steps}")
-        if not trainer.resumed_exactly:
-            print("note: the saved dropout generator does not fit this backend or GPU, so dropout masks are "
-                  "reseeded: the run goes on deterministically, but not exactly as an unbroken one would.")
-        for note in trainer.notes:
-            print(f"note: {note}")
-    else:
-        trainer = fresh(TrainConfig(**given), out, backend=args.backend, force=args.force)
+    try:
+        trainer = _start(args, out, given)
+    except ConfigError as e:                                     # say the flag, not the setting's field name
+        field, _, rest = str(e).partition(" ")
+        flag = {name: f for f, name, _, _ in FLAGS}.get(field)
+        raise ConfigError(f"{flag} {rest}" if flag else str(e)) from None
     cfg = trainer.cfg
     shape = (f"{cfg.n_heads} heads, d_ff {cfg.d_ff}, {cfg.n_layers}+{cfg.n_layers} layers, {cfg.norm}-norm"
              + ("" if cfg.attention_score == "scaled_dot" else f", {cfg.attention_score} score")
