@@ -20,9 +20,11 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 project = "npformer"
 author = "npformer contributors"
-extensions = ["myst_nb"]
+# docs/_ext: the book's own extensions (notebook_download: each notebook page as an .ipynb).
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+extensions = ["myst_nb", "notebook_download"]
 root_doc = "index"
-exclude_patterns = ["_build", "jupyter_execute", ".jupyter_cache", "**.ipynb_checkpoints"]
+exclude_patterns = ["_build", "_ext", "jupyter_execute", ".jupyter_cache", "**.ipynb_checkpoints"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 highlight_language = "python"
