@@ -60,6 +60,7 @@ def test_a_gpu_page_is_measured_not_judged():
     env = {"machine": "a GPU", "threads": 1, "versions": {}, "matmul": 1e12, "load": [0.0]}
     cpu = report.markdown(timings, [], None, {**env, "backend": "numpy"}, "npformer bench")
     gpu = report.markdown(timings, [], None, {**env, "backend": "cupy"}, "npformer bench --backend cupy")
+    assert report.PERFORMANCE_LINK in cpu and report.PERFORMANCE_LINK in gpu
     assert "# Benchmarks\n" in cpu and "<= 0.70" in cpu and "70% of matmul" in cpu and report.GPU_NOTE not in cpu
     assert "# Benchmarks on a GPU" in gpu and "<=" not in gpu and report.GPU_NOTE in gpu
     large = timings[1]

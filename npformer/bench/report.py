@@ -67,6 +67,9 @@ def solve_lines(solves, cfg):
     return out
 
 
+PERFORMANCE_LINK = "[performance](performance.md)"
+
+
 def markdown(results, solves, solve_cfg, env, command):
     """The whole docs/benchmarks.md page (docs/benchmarks-gpu.md on CuPy)."""
     # orphan: the page builds without a "not in any toctree" warning until the index links it
@@ -86,6 +89,7 @@ def markdown(results, solves, solve_cfg, env, command):
            "training step holds at once: parameters, gradients, optimiser state, activations and "
            "temporaries (resident memory above the process before the model was built, measured in "
            "a fresh process; device memory on a GPU).", "",
+           f"What each of the code's speed changes buys, and why the math is unchanged: {PERFORMANCE_LINK}.", "",
            f"- command: `{command}`",
            f"- machine: {env['machine']}",
            f"- backend: {env['backend']}; threads: {env['threads']} (NumPy's BLAS and `torch.set_num_threads`)",
