@@ -46,9 +46,10 @@ html_theme_options = {
     "use_download_button": True,
     "show_toc_level": 2,
     "navigation_with_keys": False,
-    # The derivation pages give the width of the right-hand contents column to their code,
-    # so a backward line and its equation label fit at a 1366-pixel window.
-    "secondary_sidebar_items": {"*": ["page-toc"], "experiments/*": ["page-toc"], "derivations/*": []},
+    # The derivation pages (and the other pages of code cells) give the width of the right-hand
+    # contents column to their code, so a backward line and its label fit at a 1366-pixel window.
+    "secondary_sidebar_items": {"*": ["page-toc"], "experiments/*": ["page-toc"], "derivations/*": [],
+                                "concepts": [], "gradcheck": []},
 }
 # MathJax 3 (Apache-2.0), one self-contained file with its SVG fonts: formulas render offline.
 mathjax_path = "mathjax/tex-svg-full.js"
