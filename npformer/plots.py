@@ -64,21 +64,47 @@ def attention_maps(model, src, max_len=None, bos_id=1, eos_id=2):
             "encoder": np.stack(enc), "decoder": np.stack(dec), "cross": np.stack(cross)}
 
 
-def _grid(plt, weights, row_labels, col_labels, title):
-    """One heatmap per (layer, head): weights (layers, H, queries, keys)."""
+def _grid(plt, weights, row_labels, col_labels, title, query="query", key="key", note=None):
+    """One heatmap per (layer, head): weights (layers, H, queries, keys), one shared colour bar,
+    token labels on both axes, the axes named on the outer panels, and a note under the title."""
     n_layers, n_heads = weights.shape[:2]
     cell = 0.28 * max(len(col_labels), 4)
-    fig, axes = plt.subplots(n_layers, n_heads, figsize=(cell * n_heads + 1, cell * n_layers + 0.6),
+    fig, axes = plt.subplots(n_layers, n_heads, figsize=(cell * n_heads + 1.8, cell * n_layers + 1.0),
                              squeeze=False, layout="constrained")
     for i in range(n_layers):
         for h in range(n_heads):
             ax = axes[i, h]
-            ax.imshow(weights[i, h], cmap="viridis", vmin=0.0, vmax=1.0)
+            im = ax.imshow(weights[i, h], cmap="viridis", vmin=0.0, vmax=1.0)
             ax.set_xticks(range(len(col_labels)), col_labels, rotation=90, fontsize=7)
             ax.set_yticks(range(len(row_labels)), row_labels, fontsize=7)
             ax.set_title(f"layer {i} head {h}", fontsize=8)
-    fig.suptitle(title)
+            if i == n_layers - 1:
+                ax.set_xlabel(key, fontsize=8)
+            if h == 0:
+                ax.set_ylabel(query, fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="attention weight (each row sums to 1)")
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=10)
     return fig
+
+
+# What to look for in each kind of map: (title, query axis, key axis, note).
+ATTENTION_KINDS = {
+    "encoder": ("encoder self-attention", "query: source token", "key: source token",
+                "each row is where one source token reads; no single position is the answer here"),
+    "decoder": ("decoder self-attention (causal)", "query: decoder input", "key: decoder input",
+                "nothing above the diagonal: position t reads only positions up to t"),
+    "cross": ("cross-attention: decoder queries over source keys", "query: decoder input",
+              "key: source token",
+              "reverse: the t-th output reads source position S-1-t, the anti-diagonal (copy: the diagonal)"),
+}
+
+
+def draw_attention(plt, maps, kind):
+    """The figure of one kind of map ("encoder", "decoder" or "cross") from attention_maps()."""
+    src_l, tgt_l = _labels(maps["src"]), _labels(maps["tgt_in"])
+    rows, cols = {"encoder": (src_l, src_l), "decoder": (tgt_l, tgt_l), "cross": (tgt_l, src_l)}[kind]
+    title, query, key, note = ATTENTION_KINDS[kind]
+    return _grid(plt, maps[kind], rows, cols, title, query, key, note)
 
 
 def plot_attention(model, src, out_dir, prefix="attention"):
@@ -86,19 +112,103 @@ def plot_attention(model, src, out_dir, prefix="attention"):
     Writes three PNG files into out_dir and returns their paths."""
     plt = _pyplot()
     maps = attention_maps(model, src)
-    src_l, tgt_l = _labels(maps["src"]), _labels(maps["tgt_in"])
-    kinds = [("encoder", src_l, src_l, "encoder self-attention (query rows, key columns)"),
-             ("decoder", tgt_l, tgt_l, "decoder self-attention (causal)"),
-             ("cross", tgt_l, src_l, "cross-attention: decoder queries over source keys")]
     paths = []
-    for kind, rows, cols, title in kinds:
-        fig = _grid(plt, maps[kind], rows, cols, title)
+    for kind in ATTENTION_KINDS:
+        fig = draw_attention(plt, maps, kind)
         paths.append(_save(fig, os.path.join(out_dir, f"{prefix}_{kind}.png")))
         plt.close(fig)
     return paths
 
 
 # ----------------------------------------------------------------------------- the fixed pictures
+
+# Figure 1 of the paper, as boxes: (x centre, y centre, text, colour). Colours follow the paper's.
+_ATTN, _FFN, _NORM, _EMB, _OUT = "#fcd9b6", "#c6e2f5", "#f7f3b5", "#f6c6d0", "#d9cdee"
+_ENCODER_BOXES = [(3.0, 4.3, "Multi-Head Attention", _ATTN), (3.0, 5.3, "Add & Norm", _NORM),
+                  (3.0, 6.5, "Feed Forward", _FFN), (3.0, 7.5, "Add & Norm", _NORM)]
+_DECODER_BOXES = [(7.0, 4.3, "Masked Multi-Head Attention", _ATTN), (7.0, 5.3, "Add & Norm", _NORM),
+                  (7.0, 6.5, "Multi-Head Attention", _ATTN), (7.0, 7.5, "Add & Norm", _NORM),
+                  (7.0, 8.7, "Feed Forward", _FFN), (7.0, 9.7, "Add & Norm", _NORM)]
+
+
+def draw_figure1(plt, n_layers=2):
+    """Figure 1 of the paper (the encoder on the left, the decoder on the right), with the label
+    of the equation each part computes: forward TF-1..TF-5, backward TF-6..TF-9 (derivations/model.md)."""
+    from matplotlib.patches import FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(8.6, 9.6), layout="constrained")
+    ax.set_xlim(-0.6, 10.6)
+    ax.set_ylim(-0.3, 14.2)
+    ax.axis("off")
+
+    def box(x, y, text, colour, w=3.0, h=0.62):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.12",
+                                    fc=colour, ec="black", lw=0.8))
+        ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
+    def arrow(x0, y0, x1, y1, style="-|>", **kw):
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops=dict(arrowstyle=style, lw=0.9, color="black", shrinkA=0, shrinkB=0, **kw))
+
+    def note(x, y, text, ha="left", colour="#444444"):
+        ax.text(x, y, text, ha=ha, va="center", fontsize=8, color=colour)
+
+    for x, side, name, tf in ((3.0, "left", "Encoder", "TF-3"), (7.0, "right", "Decoder", "TF-4")):
+        top = 8.1 if name == "Encoder" else 10.3
+        ax.add_patch(FancyBboxPatch((x - 1.85, 3.75), 3.7, top - 3.75, boxstyle="round,pad=0.02,rounding_size=0.2",
+                                    fc="#f2f2f2", ec="#888888", lw=0.8))
+        nx = x - 2.05 if side == "left" else x + 2.05
+        note(nx, (3.75 + top) / 2, f"{n_layers}x", ha="right" if side == "left" else "left", colour="black")
+        back = "TF-9" if name == "Encoder" else "TF-7"
+        note(nx, (3.75 + top) / 2 - 0.45, f"{name}\nforward {tf}\nbackward {back}",
+             ha="right" if side == "left" else "left")
+    for x, y, text, colour in _ENCODER_BOXES + _DECODER_BOXES:
+        box(x, y, text, colour)
+    for boxes in (_ENCODER_BOXES, _DECODER_BOXES):
+        for (x, y0, *_), (_, y1, *_) in zip(boxes, boxes[1:]):
+            arrow(x, y0 + 0.31, x, y1 - 0.31)
+
+    # Inputs, embeddings and positions (TF-1, TF-2; backward TF-8).
+    for x, inputs, emb in ((3.0, "Inputs (source ids)", "Input Embedding"),
+                           (7.0, "Outputs (shifted right)", "Output Embedding")):
+        ax.text(x, 0.0, inputs, ha="center", va="center", fontsize=9)
+        arrow(x, 0.25, x, 0.99)
+        box(x, 1.3, emb + "  x sqrt(D)", _EMB)
+        arrow(x, 1.61, x, 2.38)
+        ax.add_patch(plt.Circle((x, 2.6), 0.22, fc="white", ec="black", lw=0.8))
+        ax.text(x, 2.6, "+", ha="center", va="center", fontsize=11)
+        arrow(x, 2.82, x, 3.99)
+    note(1.3, 1.3, "TF-1\nbackward\nTF-8", ha="right")
+    note(8.7, 1.3, "TF-1\nbackward\nTF-8")
+    note(2.65, 2.6, "Positional\nEncoding,\ndropout: TF-2", ha="right")
+    note(7.35, 2.6, "Positional\nEncoding,\ndropout: TF-2")
+
+    # Residual branches: around each sublayer, into its Add & Norm (RES-1, RES-2).
+    for boxes in (_ENCODER_BOXES, _DECODER_BOXES):
+        for (x, y, text, _), (_, y_norm, *_) in zip(boxes, boxes[1:]):
+            if text != "Add & Norm":
+                side = x - 1.72
+                ax.plot([x, side, side], [y - 0.5, y - 0.5, y_norm], color="black", lw=0.8)
+                arrow(side, y_norm, x - 1.5, y_norm)
+    note(0.35, 4.3, "residual\nbranch:\nRES-1,\nRES-2", ha="center")
+
+    # The encoder output m feeds every decoder layer's cross-attention as keys and values.
+    ax.plot([3.0, 3.0, 5.0, 5.0], [8.1, 8.45, 8.45, 6.5], color="black", lw=0.9)
+    arrow(5.0, 6.5, 5.5, 6.5)
+    note(0.9, 9.05, "m, the encoder output: keys and values of\nevery decoder layer (DEC-2 sums its gradient)")
+
+    # The generator and the softmax.
+    arrow(7.0, 10.3, 7.0, 10.99)
+    box(7.0, 11.3, "Linear", _OUT)
+    note(8.65, 11.3, "TF-5\nbackward TF-6")
+    arrow(7.0, 11.61, 7.0, 12.09)
+    box(7.0, 12.4, "Softmax", "#cdeccd")
+    note(8.65, 12.4, "with the loss: CE")
+    arrow(7.0, 12.71, 7.0, 13.3)
+    ax.text(7.0, 13.55, "Output Probabilities", ha="center", va="center", fontsize=9)
+    ax.set_title("The Transformer (Figure 1 of the paper), each part with its equation label")
+    return fig
+
 
 def plot_positional(path, max_len=64, d_model=128):
     """The sinusoidal positional-encoding matrix P (positions x dimensions)."""
@@ -109,33 +219,52 @@ def plot_positional(path, max_len=64, d_model=128):
     ax.set_xlabel("dimension i (even: sin, odd: cos)")
     ax.set_ylabel("position")
     ax.set_title(f"sinusoidal positional encoding, d_model={d_model}")
-    fig.colorbar(im, ax=ax)
+    fig.colorbar(im, ax=ax, label="value added to the embedding")
     _save(fig, path)
     plt.close(fig)
     return path
 
 
-def plot_masks(path, batch=None, pad_id=0):
-    """The padding, causal and combined masks for a padded batch (white = may attend)."""
-    plt = _pyplot()
+def mask_panels(batch=None, pad_id=0):
+    """The masks of a padded batch, host boolean arrays (B, T, T) with True = may attend:
+    (ids, [("padding", ...), ("causal", ...), ("padding & causal", ...)])."""
     if batch is None:
         batch = [[5, 6, 7, 8, 9], [5, 6, 7, 0, 0], [5, 6, 0, 0, 0]]
     ids = np.asarray(batch)
-    T = ids.shape[1]
-    pad = np.broadcast_to(to_numpy(padding_keep(to_device(ids, "numpy"), pad_id))[:, 0], (len(ids), T, T))
-    causal = to_numpy(causal_keep(T, "numpy"))[0, 0]
-    both = to_numpy(target_keep(to_device(ids, "numpy"), pad_id))[:, 0]
-    fig, axes = plt.subplots(len(ids), 3, figsize=(7.5, 2.5 * len(ids)), squeeze=False,
-                             layout="constrained")
-    for b in range(len(ids)):
+    B, T = ids.shape
+    pad = np.broadcast_to(to_numpy(padding_keep(to_device(ids, "numpy"), pad_id))[:, 0], (B, T, T))  # (B,T,T)
+    causal = np.broadcast_to(to_numpy(causal_keep(T, "numpy"))[0], (B, T, T))                      # (B,T,T)
+    both = to_numpy(target_keep(to_device(ids, "numpy"), pad_id))[:, 0]                              # (B,T,T)
+    return ids, [("padding", pad), ("causal", causal), ("padding & causal", both)]
+
+
+def draw_masks(plt, batch=None, pad_id=0):
+    """The padding, causal and combined masks of a padded batch, one row of panels per sequence."""
+    ids, panels = mask_panels(batch, pad_id)
+    B, T = ids.shape
+    fig, axes = plt.subplots(B, 3, figsize=(8.2, 2.5 * B + 0.4), squeeze=False, layout="constrained")
+    for b in range(B):
         labels = _labels(ids[b])
-        for j, (m, name) in enumerate([(pad[b], "padding"), (causal, "causal"), (both[b], "padding & causal")]):
+        for j, (name, m) in enumerate(panels):
             ax = axes[b, j]
-            ax.imshow(m, cmap="gray", vmin=0, vmax=1)
+            im = ax.imshow(m[b], cmap="gray", vmin=0, vmax=1)
             ax.set_xticks(range(T), labels, fontsize=7)
             ax.set_yticks(range(T), labels, fontsize=7)
-            ax.set_title(f"row {b}: {name}", fontsize=8)
+            ax.set_title(f"sequence {b}: {name}", fontsize=8)
+            if b == B - 1:
+                ax.set_xlabel("key", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("query", fontsize=8)
+    bar = fig.colorbar(im, ax=axes, shrink=0.5, ticks=[0, 1])
+    bar.ax.set_yticklabels(["hidden", "may attend"])
     fig.suptitle("masks: query rows, key columns; white = may attend")
+    return fig
+
+
+def plot_masks(path, batch=None, pad_id=0):
+    """The padding, causal and combined masks for a padded batch (white = may attend)."""
+    plt = _pyplot()
+    fig = draw_masks(plt, batch, pad_id)
     _save(fig, path)
     plt.close(fig)
     return path

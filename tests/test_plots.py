@@ -87,3 +87,30 @@ def test_cli_plot_commands(tiny, tmp_path):
     assert bad.returncode == 2 and "outside the vocabulary" in bad.stderr and "Traceback" not in bad.stderr
     missing = run("attention", str(tmp_path / "no.npz"), "3")
     assert missing.returncode == 2 and "no checkpoint at" in missing.stderr
+
+
+def _heatmaps(fig):
+    """(image axes, colour-bar axes) of a figure; matplotlib marks a colour bar's axes with `_colorbar`."""
+    bars = [ax for ax in fig.axes if hasattr(ax, "_colorbar")]
+    images = [ax for ax in fig.axes if ax.images and ax not in bars]
+    return images, bars
+
+
+def test_every_heatmap_has_a_colour_bar_and_named_axes(tiny):
+    plt = plots._pyplot()
+    maps = plots.attention_maps(tiny, [3, 4, 5])
+    for kind in ("encoder", "decoder", "cross"):
+        fig = plots.draw_attention(plt, maps, kind)
+        images, bars = _heatmaps(fig)
+        assert len(images) == 4 and len(bars) == 1, (kind, len(images), len(bars))
+        assert {ax.get_xlabel() for ax in images} - {""} and {ax.get_ylabel() for ax in images} - {""}
+        assert all(ax.get_xticklabels() and ax.get_yticklabels() for ax in images)   # tokens on both axes
+        assert "query" in " ".join(ax.get_ylabel() for ax in images)
+        assert "key" in " ".join(ax.get_xlabel() for ax in images)
+        plt.close(fig)
+    assert "anti-diagonal" in plots.ATTENTION_KINDS["cross"][3]
+    fig = plots.draw_masks(plt)
+    images, bars = _heatmaps(fig)
+    assert len(images) == 9 and len(bars) == 1
+    assert [t.get_text() for t in bars[0].get_yticklabels()] == ["hidden", "may attend"]
+    plt.close(fig)
