@@ -7,6 +7,8 @@ computes it ends with the comment `(LN-7)`. Checked here:
   some line of code;
 - labels are unique, numbered 1..n per prefix without gaps, and each prefix lives on one page;
 - every label the prose mentions exists;
+- on a derivation page that is a notebook, every label also appears in a code cell (the plain
+  version of the layer, one line per numbered result); pages not yet notebooks are skipped;
 - every line of a backward pass that computes something carries a label;
 - every docs page a module names (`docs: derivations/x.md`) exists.
 """
@@ -15,6 +17,8 @@ import ast
 import pathlib
 import re
 from collections import defaultdict
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PKG = ROOT / "npformer"
@@ -25,6 +29,8 @@ CODE_LABEL = re.compile(rf"\(({LABEL}(?:,\s*{LABEL})*)\)")      # (LN-7) or (LN-
 DOC_TAG = re.compile(rf"\\tag\{{({LABEL})\}}")                  # \tag{LN-7}
 MENTION = re.compile(rf"\b({LABEL})\b")
 DOCS_REF = re.compile(r"docs:\s*((?:[\w./-]+\.md)(?:,\s*[\w./-]+\.md)*)")
+FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+CODE_CELL = re.compile(r"^(`{3,})\{code-cell\}[^\n]*\n(.*?)^\1[ \t]*$", re.S | re.M)
 
 # Work that lands in pieces: while a file named here does not exist, labels with its prefixes
 # are exempt from the two-way check (the code or the page that would match them is still being
@@ -137,6 +143,30 @@ def test_labels_mentioned_in_the_prose_exist():
                 if _prefix(label) in known and label not in tags and _prefix(label) not in exempt:
                     bad.append(f"{path.relative_to(DOCS)}:{n}: {label}")
     assert not bad, "the docs mention labels that no page defines:\n" + "\n".join(bad)
+
+
+def is_notebook(text):
+    """A MyST notebook page: its front matter says `file_format: mystnb`."""
+    front = FRONT_MATTER.match(text)
+    return bool(front and re.search(r"^file_format:\s*mystnb\s*$", front.group(1), re.M))
+
+
+def labels_missing_from_code_cells(text):
+    """The page's \\tag labels that no code cell of the page carries as a (LABEL) comment."""
+    in_cells = {label for _, cell in CODE_CELL.findall(text) for label in code_labels_in(cell)}
+    return sorted({label for label in DOC_TAG.findall(text) if label not in in_cells},
+                  key=lambda k: (_prefix(k), _number(k)))
+
+
+def test_every_label_of_a_notebook_page_is_in_its_plain_version():
+    pages = sorted((DOCS / "derivations").glob("*.md"))
+    notebooks = [page for page in pages if is_notebook(page.read_text())]
+    if not notebooks:
+        pytest.skip("no derivation page is a notebook yet")
+    bad = [f"{page.relative_to(DOCS)}: {', '.join(missing)}" for page in notebooks
+           if (missing := labels_missing_from_code_cells(page.read_text()))]
+    assert not bad, ("labels of a notebook page that no code cell computes (the plain version needs "
+                     "one line per numbered result, ending with its label, e.g. '# (LN-7)'):\n" + "\n".join(bad))
 
 
 # ----------------------------------------------------------------------------- code side
@@ -263,4 +293,10 @@ def test_the_checks_can_fail():
     assert flagged == [4, 5, 6, 8], flagged
 
     assert code_labels_in("y = 1  # (LN-5, LN-6)  (ATT-2)") == ["LN-5", "LN-6", "ATT-2"]
+
+    page = ("---\nfile_format: mystnb\n---\n\n$$ y = x \\tag{XY-1} $$\n$$ z = y \\tag{XY-2} $$\n"
+            "```{code-cell} python\ny = x          # (XY-1)\n```\n\n```python\nz = y  # (XY-2)\n```\n")
+    assert is_notebook(page) and not is_notebook(page.replace("mystnb", "myst"))
+    assert labels_missing_from_code_cells(page) == ["XY-2"]          # a plain ``` block is not a cell
+    assert labels_missing_from_code_cells(page.replace("```python", "```{code-cell} python")) == []
     assert DOCS_REF.findall('"""Thing.  docs: derivations/a.md,\nderivations/b.md"""') == ["derivations/a.md,\nderivations/b.md"]
