@@ -240,22 +240,25 @@ def mask_panels(batch=None, pad_id=0):
 
 def draw_masks(plt, batch=None, pad_id=0):
     """The padding, causal and combined masks of a padded batch, one row of panels per sequence."""
+    from matplotlib.colors import ListedColormap
+
     ids, panels = mask_panels(batch, pad_id)
     B, T = ids.shape
+    two_tone = ListedColormap(["black", "white"])                # False = hidden, True = may attend
     fig, axes = plt.subplots(B, 3, figsize=(8.2, 2.5 * B + 0.4), squeeze=False, layout="constrained")
     for b in range(B):
         labels = _labels(ids[b])
         for j, (name, m) in enumerate(panels):
             ax = axes[b, j]
-            im = ax.imshow(m[b], cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks(range(T), labels, fontsize=7)
+            im = ax.imshow(m[b], cmap=two_tone, vmin=0, vmax=1)
+            ax.set_xticks(range(T), labels, rotation=90, fontsize=7)
             ax.set_yticks(range(T), labels, fontsize=7)
             ax.set_title(f"sequence {b}: {name}", fontsize=8)
             if b == B - 1:
                 ax.set_xlabel("key", fontsize=8)
             if j == 0:
                 ax.set_ylabel("query", fontsize=8)
-    bar = fig.colorbar(im, ax=axes, shrink=0.5, ticks=[0, 1])
+    bar = fig.colorbar(im, ax=axes, shrink=0.4, ticks=[0.25, 0.75])
     bar.ax.set_yticklabels(["hidden", "may attend"])
     fig.suptitle("masks: query rows, key columns; white = may attend")
     return fig
