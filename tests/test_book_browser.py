@@ -5,7 +5,11 @@ For every derivation page: every formula is rendered by the bundled MathJax (no 
 in the visible text), every code block that holds an equation label such as (LN-7) fits its box
 without sideways scrolling, nothing is loaded from anywhere but the built folder, and the page
 shows the output of its executed cells. Separately, no built page or style sheet names an
-http(s) address for a script, a style or a font.
+http(s) address for a script, a style or a font, and every notebook page is offered as its
+executed .ipynb and reads as a notebook in Jupyter (jupytext).
+
+The executed-output check is an expected failure on a derivation page that is not yet a
+notebook (no `file_format: mystnb` front matter), and strict on every page that is.
 
 Needs Selenium (the docs extra) and Debian's `chromium` and `chromium-driver` (.ci/run installs
 them); skipped with the reason when one is missing. Runs in the NumPy run only.
@@ -47,8 +51,10 @@ FIGURES = {"pages": 0, "formulas": 0, "labelled code blocks": 0, "widest labelle
 
 
 def is_notebook(page):
-    """A page is a MyST notebook when its front matter says `file_format: mystnb`."""
-    text = (DOCS / "derivations" / f"{page}.md").read_text()
+    """A page (a derivation page's name, or a path) is a MyST notebook when its front matter
+    says `file_format: mystnb`."""
+    path = page if isinstance(page, pathlib.Path) else DOCS / "derivations" / f"{page}.md"
+    text = path.read_text()
     front = re.match(r"---\n(.*?)\n---\n", text, re.S)
     return bool(front and re.search(r"^file_format:\s*mystnb\s*$", front.group(1), re.M))
 
@@ -171,6 +177,38 @@ def test_no_page_names_a_remote_script_style_or_font(book):
             remote += [f"{path.relative_to(book)}: {m.group(0)}" for m in REMOTE.finditer(tag)]
     assert len(files) > 20, "the build has too few pages and style sheets to check"
     assert not remote, "the book loads scripts, styles or fonts from the network:\n" + "\n".join(remote[:20])
+
+
+def notebook_pages():
+    """Every page of the book that is a notebook, as docnames ("gradcheck", "derivations/gru")."""
+    return sorted(str(p.relative_to(DOCS).with_suffix("")) for p in DOCS.rglob("*.md")
+                  if "_build" not in p.parts and is_notebook(p))
+
+
+def test_every_notebook_page_is_offered_as_an_executed_notebook(book):
+    import nbformat
+    pages = notebook_pages()
+    assert pages, "the book has no notebook page"
+    for page in pages:
+        ipynb = book / "_sources" / f"{page}.ipynb"
+        assert ipynb.is_file(), f"{page}: no {ipynb.relative_to(book)} to download"
+        nb = nbformat.read(ipynb, as_version=4)
+        cells = [c for c in nb.cells if c.cell_type == "code"]
+        assert cells and any(c.get("outputs") for c in cells), f"{page}.ipynb holds no executed cell"
+        link = f'{"../" * page.count("/")}_sources/{page}.ipynb'
+        assert link in (book / f"{page}.html").read_text(), f"{page}.html does not link {link}"
+
+
+def test_every_notebook_page_opens_in_jupyter():
+    """jupytext (what `jupyter lab` uses to open a .md page as a notebook) reads every notebook
+    page with the Python kernel and one code cell per {code-cell} directive."""
+    jupytext = pytest.importorskip("jupytext")
+    for page in notebook_pages():
+        text = (DOCS / f"{page}.md").read_text()
+        nb = jupytext.reads(text, fmt="md:myst")
+        assert nb.metadata.get("kernelspec", {}).get("name") == "python3", page
+        n_cells = len(re.findall(r"^`{3,}\{code-cell\}", text, re.M))
+        assert sum(c.cell_type == "code" for c in nb.cells) == n_cells > 0, page
 
 
 def test_the_checks_can_fail():
