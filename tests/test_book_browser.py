@@ -23,6 +23,7 @@ import subprocess
 import sys
 
 import pytest
+from test_doc_labels import is_notebook as is_notebook_text
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("NPFORMER_BACKEND", "numpy") not in ("", "numpy"),
@@ -46,7 +47,8 @@ PAGES = sorted(p.stem for p in (DOCS / "derivations").glob("*.md"))
 LABEL = r"\((?:[A-Z]{2,6}-\d+)"
 RAW_TEX = re.compile(r"\\(?:frac|tag|sum|begin|mathrm|hat|partial|top)\b|\$\$")
 REMOTE = re.compile(r"""(?:src|href)\s*=\s*["']\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//|@import\s+["']?\s*(?:https?:)?//""")
-FIGURES = {"pages": 0, "formulas": 0, "labelled code blocks": 0, "widest labelled block (scroll/client px)": (0, 0),
+FIGURES = {"pages": 0, "formulas": 0, "labelled code blocks": 0, "longest labelled line (characters)": 0,
+           "narrowest labelled code box (px)": 10**6, "characters that fit in it": 10**6,
            "pages with executed output": 0}
 
 
@@ -54,9 +56,7 @@ def is_notebook(page):
     """A page (a derivation page's name, or a path) is a MyST notebook when its front matter
     says `file_format: mystnb`."""
     path = page if isinstance(page, pathlib.Path) else DOCS / "derivations" / f"{page}.md"
-    text = path.read_text()
-    front = re.match(r"---\n(.*?)\n---\n", text, re.S)
-    return bool(front and re.search(r"^file_format:\s*mystnb\s*$", front.group(1), re.M))
+    return is_notebook_text(path.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,20 @@ ready.then(() => {
     .filter(pre => label.test(pre.textContent))
     .map(pre => [pre.scrollWidth, pre.clientWidth, pre.textContent.split('\n')
       .reduce((a, l) => l.length > a.length ? l : a, '')]);
+  let room = 0;                                 // characters that fit in the narrowest labelled box
+  const pres = [...document.querySelectorAll('div.highlight pre')].filter(pre => label.test(pre.textContent));
+  if (pres.length) {
+    const pre = pres.reduce((a, b) => (b.clientWidth < a.clientWidth ? b : a));
+    const probe = document.createElement('span');
+    probe.textContent = 'x'.repeat(100);
+    pre.appendChild(probe);
+    const cs = getComputedStyle(pre);
+    room = Math.floor((pre.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight))
+                      / (probe.getBoundingClientRect().width / 100));
+    probe.remove();
+  }
   done({
+    room: room,
     width: window.innerWidth,
     text: text.join(' '),
     maths: maths.length,
@@ -154,10 +167,11 @@ def test_derivation_page_in_a_browser(book, browser, page):
     FIGURES["pages"] += 1
     FIGURES["formulas"] += seen["rendered"]
     FIGURES["labelled code blocks"] += len(seen["blocks"])
-    widest = max(seen["blocks"], key=lambda b: b[0] / b[1])[:2]
-    if widest[0] / widest[1] > FIGURES["widest labelled block (scroll/client px)"][0] / max(
-            FIGURES["widest labelled block (scroll/client px)"][1], 1):
-        FIGURES["widest labelled block (scroll/client px)"] = tuple(widest)
+    FIGURES["longest labelled line (characters)"] = max(
+        FIGURES["longest labelled line (characters)"], *(len(line.rstrip()) for _, _, line in seen["blocks"]))
+    FIGURES["narrowest labelled code box (px)"] = min(
+        FIGURES["narrowest labelled code box (px)"], *(client for _, client, _ in seen["blocks"]))
+    FIGURES["characters that fit in it"] = min(FIGURES["characters that fit in it"], seen["room"])
 
     if seen["outputs"] == 0 and not is_notebook(page):
         pytest.xfail(f"{page}.md is not a notebook page yet (no `file_format: mystnb`): no executed output")
@@ -226,5 +240,8 @@ def test_print_the_figures(capsys):
     """The figures of the page checks above (run after them, in file order)."""
     if not FIGURES["pages"]:
         pytest.skip("no page was checked")
+    source = max(len(line.rstrip()) for path in (ROOT / "npformer").rglob("*.py")
+                 for line in path.read_text().splitlines() if re.search(LABEL + r"[,)]", line))
     with capsys.disabled():
-        print("\nbook in a browser at %d px: " % WIDTH + "; ".join(f"{k}: {v}" for k, v in FIGURES.items()))
+        print("\nbook in a browser at %d px: " % WIDTH + "; ".join(f"{k}: {v}" for k, v in FIGURES.items())
+              + f"; longest labelled line in npformer/: {source} characters")

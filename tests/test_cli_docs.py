@@ -28,6 +28,7 @@ def tiny_book(tmp_path, monkeypatch):
                     ignore=shutil.ignore_patterns("mathjax"))
     (src / "_static" / "mathjax").mkdir()
     shutil.copy(docs_cli.DOCS / "conf.py", src / "conf.py")
+    shutil.copytree(docs_cli.DOCS / "_ext", src / "_ext")
     (src / "index.md").write_text("# A tiny book\n\nThe mean: $\\mu = \\frac1D \\sum_i x_i$.\n")
     monkeypatch.setattr(docs_cli, "DOCS", src)
     return src

@@ -47,6 +47,7 @@ def test_the_build_fails_on_a_missing_function(tmp_path):
     src = tmp_path / "docs"
     src.mkdir()
     shutil.copy(DOCS / "conf.py", src / "conf.py")
+    shutil.copytree(DOCS / "_ext", src / "_ext")                  # the book's own extensions
     (src / "layer.py").write_text("class Layer:\n    def backward(self, dout):\n        return dout\n")
     (src / "index.md").write_text("# Broken\n\n```{literalinclude} layer.py\n:pyobject: Layer.no_such_method\n```\n")
     code, output = build(src, tmp_path / "html")
