@@ -4,10 +4,14 @@
     python -m npformer.experiments.rnn_vs_transformer   RNN (with and without attention) vs Transformer,
                                                         by length; soft vs hard attention
     python -m npformer.experiments.digits               self-attention on 8x8 digit images
+    python -m npformer.experiments.complexity           the paper's Table 1, measured
 
 Each writes a Markdown page (tables of what it measured, the command and the settings) and
 its plots into docs/experiments/, and the raw numbers as JSON beside them. `--quick` runs a
 few steps only, to check that the command works; its numbers mean nothing.
+
+A comparison trains every cell with the same recipe from several seeds and reports the mean
+and the range over seeds (`spread`): one seed cannot tell a difference from noise.
 """
 
 import json
@@ -69,3 +73,19 @@ class Clock:
 
     def __exit__(self, *exc):
         self.s = time.perf_counter() - self.t0
+
+
+def spread(values):
+    """(mean, lowest, highest) of a list of numbers; None for an empty list."""
+    if not values:
+        return None
+    return sum(values) / len(values), min(values), max(values)
+
+
+def show_spread(values, digits=0):
+    """'mean (min-max)' of the values, e.g. '1500 (1250-1750)'; '-' for none."""
+    s = spread(values)
+    if s is None:
+        return "-"
+    mean, lo, hi = s
+    return f"{mean:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"

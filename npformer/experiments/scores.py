@@ -1,13 +1,18 @@
-"""Attention score functions compared on the reverse task.
+"""Attention score functions compared on the reverse task, over several seeds.
 
     python -m npformer.experiments.scores
 
-Part 1 trains the Transformer once per score function (scaled_dot, dot, general, additive,
-cosine) with everything else equal, and reports the steps until held-out exact match reaches
-99%. Part 2 trains dot against scaled_dot with one head, so d_k = d_model, a wider head.
-Part 3 (no training) measures at initialisation how peaked the first layer's attention is
-for growing d_k, with and without the 1/sqrt(d_k): the saturation the scaling prevents.
-Writes docs/experiments/scores.md, scores.json and scores_curves.png.
+Part 1 trains the Transformer with each score function (scaled_dot, dot, general, additive,
+cosine) from each seed, everything else `npformer train`'s default recipe, and reports the
+steps until held-out exact match reaches 99% as a mean and range over seeds. Part 2 trains
+dot against scaled_dot with one head, so d_k = d_model, a wider head, from the same seeds.
+Part 3 (no training) measures at initialisation, for growing d_k, the spread of the scores
+q . k with and without the 1/sqrt(d_k), and how peaked the first layer's attention is: the
+saturation the scaling prevents.
+
+Each run is kept in --runs (one folder per score and seed); run the command again and it
+reads the finished runs and resumes an interrupted one, so a long experiment can be stopped.
+Writes docs/experiments/scores.md, scores.json and scores.png.
 """
 
 import argparse
@@ -18,10 +23,10 @@ from dataclasses import asdict
 
 import numpy as np
 
-from npformer.backend import to_numpy
-from npformer.experiments import DOCS, command, machine, markdown_table, one_thread, pyplot, write_outputs
+from npformer.experiments import DOCS, command, machine, markdown_table, pyplot, show_spread, spread, write_outputs
 from npformer.layers.scores import SCORES
 from npformer.model import Transformer, TransformerConfig
+from npformer.layers.linear import linear_forward
 from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer
 from npformer.train.tasks import Task, make_batch
 
@@ -67,168 +72,239 @@ def _state(out_dir, cfg):
     return "finished" if done else "unfinished"
 
 
-def saturation(d_ks=(16, 64, 256), n=64, seed=0):
+D_KS = (16, 32, 64, 128, 256, 512)
+
+
+def saturation(seeds, d_ks=D_KS, n=64):
     """At initialisation, one head of width d_k (d_model = d_k): the first encoder layer's
-    attention on a batch of reverse-task sources. Returns rows of
-    (d_k, score, mean largest weight, mean entropy / log(keys), mean |q.k| spread)."""
+    self-attention on a batch of reverse-task sources, per seed. Returns rows of
+    (d_k, seed, score, std of the scores, mean largest weight, mean entropy / log(keys))."""
     task = Task("reverse", 10, 8, 16)
-    batch = make_batch(task, task.sample(np.random.default_rng(seed), n))
     rows = []
-    for d_k in d_ks:
-        for score in ("dot", "scaled_dot"):
-            cfg = TransformerConfig(src_vocab=task.vocab, tgt_vocab=task.vocab, d_model=d_k, n_heads=1,
-                                    d_ff=4 * d_k, n_layers=1, dropout=0.0, attention_score=score)
-            model = Transformer(cfg, seed=seed)
-            model.forward(batch.src, batch.tgt_in, training=False)
-            A = to_numpy(model.encoder.layers[0].self_attn.weights)[:, 0]  # (B,S,S)
-            real = batch.src != 0                                        # (B,S)
-            n_keys = real.sum(axis=1)                                    # (B,)
-            mask = real[:, :, None] & real[:, None, :]                   # (B,S,S)
-            peak = A.max(axis=-1)[real].mean()
-            ent = -(np.where(mask, A * np.log(np.maximum(A, 1e-30)), 0)).sum(axis=-1)  # (B,S)
-            rel_ent = (ent / np.log(n_keys)[:, None])[real].mean()
-            # the spread of the scores themselves: recompute them from the cached q, k
-            rows.append((d_k, score, float(peak), float(rel_ent)))
+    for seed in seeds:
+        batch = make_batch(task, task.sample(np.random.default_rng(1000 + seed), n))
+        real = batch.src != 0                                    # (B,S)
+        pairs = real[:, :, None] & real[:, None, :]              # (B,S,S)
+        n_keys = real.sum(axis=1)                                # (B,)
+        for d_k in d_ks:
+            for score in ("dot", "scaled_dot"):
+                cfg = TransformerConfig(src_vocab=task.vocab, tgt_vocab=task.vocab, d_model=d_k, n_heads=1,
+                                        d_ff=4 * d_k, n_layers=1, dropout=0.0, attention_score=score)
+                model = Transformer(cfg, seed=seed)
+                model.forward(batch.src, batch.tgt_in, training=False)
+                attn = model.encoder.layers[0].self_attn
+                x = attn.cache[0]                                # (B,S,D)  the layer's input
+                p = attn.params
+                q = linear_forward(x, p["Wq"], p["bq"])          # (B,S,K)  one head: K = D
+                k = linear_forward(x, p["Wk"], p["bk"])          # (B,S,K)
+                s = q @ k.swapaxes(-1, -2)                       # (B,S,S)  q . k
+                if score == "scaled_dot":
+                    s = s / np.sqrt(d_k)
+                A = np.asarray(attn.weights)[:, 0]               # (B,S,S)
+                peak = A.max(axis=-1)[real].mean()
+                ent = -(np.where(pairs, A * np.log(np.maximum(A, 1e-30)), 0)).sum(axis=-1)  # (B,S)
+                rel_ent = (ent / np.log(np.maximum(n_keys, 2))[:, None])[real].mean()
+                rows.append((d_k, seed, score, float(s[pairs].std()), float(peak), float(rel_ent)))
     return rows
 
 
-def curves_figure(path, runs, title_1, title_2):
+def figure(path, runs, sat, title_1, title_2):
+    """Left, middle: held-out exact match against step, one thin line per seed, one colour per
+    score. Right: the spread of the scores at initialisation against d_k, each seed a point."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, group, title in ((axes[0], "part1", title_1), (axes[1], "part2", title_2)):
+        labels = list(dict.fromkeys(r["label"] for r in runs if r["group"] == group))
         for r in runs:
             if r["group"] != group:
                 continue
             steps, em = zip(*r["curve"])
-            ax.plot(steps, em, marker=".", label=r["label"])
+            i = labels.index(r["label"])
+            ax.plot(steps, em, color=colours[i % len(colours)], lw=1, alpha=0.8,
+                    label=r["label"] if r["seed"] == min(q["seed"] for q in runs) else None)
         ax.axhline(0.99, color="gray", lw=0.8, ls="--")
         ax.set_xlabel("training step")
         ax.set_ylabel("held-out exact match")
         ax.set_title(title, fontsize=10)
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+        ax.legend(fontsize=8, title="one line per seed", title_fontsize=8)
+    ax = axes[2]
+    for i, score in enumerate(("dot", "scaled_dot")):
+        pts = [(d_k, std) for d_k, _, s, std, _, _ in sat if s == score]
+        ax.plot(*zip(*pts), "o", color=colours[i], alpha=0.7,
+                label={"dot": "q . k", "scaled_dot": "q . k / sqrt(d_k)"}[score])
+    d_ks = sorted({r[0] for r in sat})
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xticks(d_ks, [str(d) for d in d_ks])
+    ax.yaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("d_k (one head, d_model = d_k)")
+    ax.set_ylabel("standard deviation of the scores")
+    ax.set_title("scores at initialisation: the spread sqrt(d_k) removes", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def summarise(runs, label):
+    """Steps to 99% and final exact match over the seeds of one setting."""
+    mine = [r for r in runs if r["label"] == label]
+    reached = [r["step"] for r in mine if r["reached"]]
+    return {"label": label, "seeds": len(mine), "reached": len(reached),
+            "steps": spread(reached), "final": spread([r["exact_match"] for r in mine]),
+            "best": spread([max(e for _, e in r["curve"]) for r in mine]),
+            "s_per_step": spread([r["s_per_step"] for r in mine])}
+
+
+def overlaps(a, b):
+    """Do two (mean, lo, hi) ranges overlap?"""
+    return a is not None and b is not None and a[1] <= b[2] and b[1] <= a[2]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--d-model", type=int, default=TrainConfig.d_model)
-    ap.add_argument("--d-ff", type=int, default=TrainConfig.d_ff)
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, each a run per setting")
     ap.add_argument("--steps", type=int, default=TrainConfig.steps, help="step limit per run")
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--eval-size", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="a few steps per run, to check the command works")
-    ap.add_argument("--reuse", action="store_true", help="read runs already finished with the same settings "
-                                                          "(and resume interrupted ones) instead of training anew")
-    ap.add_argument("--runs", default=None, help="where the runs' checkpoints go (default runs/experiments/NAME)")
+    ap.add_argument("--runs", default="runs/experiments/scores", help="where each run's checkpoint is kept")
     ap.add_argument("--out", default=DOCS)
-    ap.add_argument("--name", default="scores", help="file names of the page, its data and its plot")
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
-    one_thread()
+    seeds = [int(s) for s in args.seeds.split(",")]
     steps, every = (20, 10) if args.quick else (args.steps, args.eval_every)
-    common = dict(task="reverse", d_model=args.d_model, d_ff=args.d_ff, steps=steps, eval_every=every,
-                  eval_size=args.eval_size, seed=0, schedule="constant",  # the schedule the tables were
-                  replicas=1)                                    # measured with, on whole batches
+    common = dict(task="reverse", steps=steps, eval_every=every, eval_size=args.eval_size,
+                  replicas=2)                                    # npformer train's default on a CPU, fixed here
     plan = [("part1", score, score, dict(attention_score=score)) for score in SCORES]
-    plan += [("part2", f"{score}, d_k = {args.d_model}", f"{score}_1head", dict(attention_score=score, n_heads=1))
-             for score in ("scaled_dot", "dot")]
+    plan += [("part2", f"{score}, d_k = {TrainConfig.d_model}", f"{score}_1head",
+              dict(attention_score=score, n_heads=1)) for score in ("scaled_dot", "dot")]
     runs = []
     for group, label, name, extra in plan:
-        print(f"{label}: training", flush=True)
-        r = train_run(os.path.join(args.runs or f"runs/experiments/{args.name}", name), reuse=args.reuse,
-                      **common, **extra)
-        r.update(group=group, label=label)
-        runs.append(r)
-        print(f"  {'reached 99%' if r['reached'] else 'did not reach 99%'} at step {r['step']}, "
-              f"exact match {r['exact_match']:.3f}, {r['wall_s']:.0f} s", flush=True)
+        for seed in seeds:
+            print(f"{label}, seed {seed}", flush=True)
+            r = train_run(os.path.join(args.runs, f"{name}_seed{seed}"), reuse=True, seed=seed, **common, **extra)
+            r.update(group=group, label=label, seed=seed)
+            runs.append(r)
+            print(f"  {'reached 99%' if r['reached'] else 'did not reach 99%'} at step {r['step']}, "
+                  f"exact match {r['exact_match']:.3f}, {r['wall_s']:.0f} s", flush=True)
 
     print("saturation at initialisation", flush=True)
-    sat = saturation()
+    sat = saturation(seeds, D_KS[:3] if args.quick else D_KS)
 
     os.makedirs(args.out, exist_ok=True)
-    d_k = args.d_model // TrainConfig.n_heads
-    curves_figure(os.path.join(args.out, f"{args.name}_curves.png"), runs,
-                  f"each score, {TrainConfig.n_heads} heads (d_k = {d_k})",
-                  f"dot vs scaled_dot, 1 head (d_k = {args.d_model})")
+    d_k = TrainConfig.d_model // TrainConfig.n_heads
+    figure(os.path.join(args.out, "scores.png"), runs, sat,
+           f"each score, {TrainConfig.n_heads} heads (d_k = {d_k})",
+           f"dot vs scaled_dot, 1 head (d_k = {TrainConfig.d_model})")
 
-    def row(r):
-        steps_99 = f"**{r['step']}**" if r["reached"] else f"not in {r['step']} (best {max(e for _, e in r['curve']):.3f})"
-        return [r["label"], steps_99, f"{r['exact_match']:.3f}", f"{r['s_per_step']:.2f}", f"{r['wall_s']:.0f}"]
-    header = ["score", "steps to 99% exact match", "final exact match", "s / step", "wall s"]
-    table_1 = markdown_table(header, [row(r) for r in runs if r["group"] == "part1"])
-    table_2 = markdown_table(header, [row(r) for r in runs if r["group"] == "part2"])
-    table_3 = markdown_table(["d_k", "score", "mean largest weight", "entropy / log(keys)"],
-                             [[dk, s, f"{p:.3f}", f"{e:.3f}"] for dk, s, p, e in sat])
+    summary = {label: summarise(runs, label) for label in dict.fromkeys(r["label"] for r in runs)}
+
+    def row(label):
+        s = summary[label]
+        mine = [r for r in runs if r["label"] == label]
+        return [label, f"{s['reached']} of {s['seeds']}",
+                show_spread([r["step"] for r in mine if r["reached"]]),
+                show_spread([r["exact_match"] for r in mine], 3),
+                show_spread([max(e for _, e in r["curve"]) for r in mine], 3),
+                show_spread([r["s_per_step"] for r in mine], 3)]
+    header = ["score", "seeds reaching 99%", "steps to 99%: mean (range)", "final exact match",
+              "best exact match", "s / step"]
+    labels_1 = [lb for lb in summary if any(r["group"] == "part1" and r["label"] == lb for r in runs)]
+    labels_2 = [lb for lb in summary if lb not in labels_1]
+    sat_rows = []
+    for dk in sorted({r[0] for r in sat}):
+        for score in ("dot", "scaled_dot"):
+            mine = [r for r in sat if r[0] == dk and r[2] == score]
+            sat_rows.append([dk, score, show_spread([r[3] for r in mine], 2), show_spread([r[4] for r in mine], 3),
+                             show_spread([r[5] for r in mine], 3)])
+
+    # what the numbers support, read from the numbers
+    all_reached = [lb for lb in labels_1 if summary[lb]["reached"] == len(seeds)]
+    never = [lb for lb in labels_1 if summary[lb]["reached"] == 0]
+    some = [lb for lb in labels_1 if 0 < summary[lb]["reached"] < len(seeds)]
+    pairs = [(a, b) for i, a in enumerate(all_reached) for b in all_reached[i + 1:]]
+    apart = [(a, b) for a, b in pairs if not overlaps(summary[a]["steps"], summary[b]["steps"])]
+    shows = []
+    if all_reached:
+        shows.append("Every seed reached 99% with " + ", ".join(all_reached) + ".")
+    if some:
+        shows.append("Some seeds but not all did with " + ", ".join(some) + ".")
+    if never:
+        shows.append("No seed did within the limit with " + ", ".join(never) + ".")
+    if pairs:
+        shows.append("The ranges of steps to 99% " + (
+            "overlap for every pair of scores that always reached it, so these seeds do not rank them."
+            if not apart else "are apart only for " + ", ".join(f"{a} and {b}" for a, b in apart)
+            + "; every other pair overlaps."))
+    if len(labels_2) == 2:
+        sd, d = (summary[lb] for lb in labels_2)
+        shows.append(f"With one head of width {TrainConfig.d_model}, {sd['label'].split(',')[0]} reached 99% "
+                     f"in {sd['reached']} of {sd['seeds']} seeds and {d['label'].split(',')[0]} in "
+                     f"{d['reached']} of {d['seeds']}.")
+    dks = np.log([r[0] for r in sat if r[2] == "dot"])
+    slope = {score: float(np.polyfit(dks, np.log([r[3] for r in sat if r[2] == score]), 1)[0])
+             for score in ("dot", "scaled_dot")}
+    shows.append(f"At initialisation the spread of q . k grows with d_k as d_k^{slope['dot']:.2f} (a least-squares "
+                 f"fit over every seed; sqrt(d_k) is d_k^0.5), and divided by sqrt(d_k) as "
+                 f"d_k^{slope['scaled_dot']:.2f}: the scaling removes most of the growth, and with it the "
+                 "saturated softmax of the table above.")
     quick = "\n**--quick run: a few steps only; these numbers are not results.**\n" if args.quick else ""
-    default = (args.d_model, args.d_ff) == (TrainConfig.d_model, TrainConfig.d_ff)
-    size = ("`npformer train`'s defaults" if default else
-            f"`npformer train`'s defaults but for the width (d_model {args.d_model} and d_ff {args.d_ff} "
-            f"instead of {TrainConfig.d_model} and {TrainConfig.d_ff}, to save CPU time)")
-    reused = (f"(With `--reuse` the runs were read from `{args.runs or 'runs/experiments/' + args.name}`, "
-              "where the same settings had been trained before; the training columns come from those runs' "
-              "metrics, the saturation table was measured by this invocation.)\n\n") if args.reuse else ""
-    part1 = [r for r in runs if r["group"] == "part1"]
-    part2 = {r["label"].split(",")[0]: r for r in runs if r["group"] == "part2"}
-    reached = sorted((r for r in part1 if r["reached"]), key=lambda r: r["step"])
-    notes, note_2 = [], ""
-    if reached:
-        notes.append("Reached 99%: " + ", ".join(f"{r['label']} at step {r['step']}" for r in reached) + ".")
-    missed = [r for r in part1 if not r["reached"]]
-    if missed:
-        notes.append("Not within the limit: " + ", ".join(
-            f"{r['label']} (best {max(e for _, e in r['curve']):.3f})" for r in missed) + ".")
-    if {"dot", "scaled_dot"} <= set(part2):
-        d, sd = part2["dot"], part2["scaled_dot"]
-        def when(r):
-            return f"reached 99% at step {r['step']}" if r["reached"] else \
-                f"was at {r['exact_match']:.3f} after {r['step']} steps"
-        note_2 = f"With one head of width {args.d_model}, scaled_dot {when(sd)} and dot {when(d)}."
-    page = f"""# Attention score functions on the reverse task{"" if default else f", d_model {args.d_model}"}
+    page = f"""# Attention score functions on the reverse task
 
 Measured by `{command('scores', argv)}` ({machine()}).
 {quick}
-{reused}Everything but the score function is {size}: the reverse
-task, 10 symbols, source lengths 1 to 16; d_model {args.d_model}, {TrainConfig.n_heads} heads,
-d_ff {args.d_ff}, 2 + 2 layers, post-norm, dropout 0.1; batch 64, Adam, learning rate 1e-3 after
-200 warm-up steps and then constant, clipping at 1; seed 0 for every run, so every run starts from the same
-projections and sees the same batches. Held-out exact match (greedy decoding, {args.eval_size}
-fixed sequences) is measured every {every} steps, and a run stops at 99% or after {steps} steps.
-One seed per setting: differences of a few hundred steps are within what another seed could
-change. The scores and their derivatives: [scores](../derivations/scores.md).
+**Recipe.** Everything but the score function is `npformer train`'s default recipe: the
+reverse task, 10 symbols, source lengths 1 to 16; d_model {TrainConfig.d_model}, {TrainConfig.n_heads} heads,
+d_ff {TrainConfig.d_ff}, 2 + 2 layers, post-norm, dropout {TrainConfig.dropout}; batch {TrainConfig.batch_size} in 2 replicas,
+Adam with the paper's schedule (warm-up over {TrainConfig.warmup} steps to {TrainConfig.lr:g}, then 1/sqrt(step)),
+clipping at {TrainConfig.clip:g}. Held-out exact match (greedy decoding, {args.eval_size} fixed sequences) is
+measured every {every} steps; a run stops at 99% or after {steps} steps.
+**Seeds:** {", ".join(map(str, seeds))}; a seed fixes the initial parameters, the batches and the
+dropout masks, and every setting is trained from each of them. Tables give the mean over the
+seeds with the lowest and highest value in brackets; steps to 99% are over the seeds that
+reached it. The scores and their derivatives: [scores](../derivations/scores.md).
 
 ## Each score, {TrainConfig.n_heads} heads of d_k = {d_k}
 
-{table_1}
+{markdown_table(header, [row(lb) for lb in labels_1])}
 
-{" ".join(notes)}
+## dot against scaled_dot with one wide head
 
-## dot vs scaled_dot with one wide head
+The same model with one head, so each query and key has d_k = {TrainConfig.d_model} components.
 
-The same model with one head, so each query and key has d_k = {args.d_model} components.
+{markdown_table(header, [row(lb) for lb in labels_2])}
 
-{table_2}
+![training curves and score spread](scores.png)
 
-{note_2}
-
-![training curves]({args.name}_curves.png)
-
-## Why 1/sqrt(d_k): saturation at initialisation
+## Why 1/sqrt(d_k): the scores at initialisation
 
 No training: a freshly initialised model with one head of width d_k (d_model = d_k), the first
-encoder layer's self-attention on 64 reverse-task sources of 8 to 16 symbols. If q and k have
-components of variance about 1, q . k is a sum of d_k such products, with standard deviation
-about sqrt(d_k); the softmax of scores that far apart is nearly one-hot, and its Jacobian
-diag(a) - a a^T is then nearly zero, so almost no gradient reaches Wq and Wk. Dividing by
-sqrt(d_k) keeps the spread near 1 whatever d_k is. "mean largest weight" is the largest
-attention weight of a query (1/keys for uniform attention, 1 for one-hot); the entropy is
-divided by its maximum, log(number of keys).
+encoder layer's self-attention on 64 reverse-task sources of 8 to 16 symbols, for each seed.
+If the components of q and k have variance about 1, q . k is a sum of d_k such products, with
+a standard deviation of about sqrt(d_k); the softmax of scores that far apart is nearly one-hot,
+and its Jacobian diag(a) - a a^T is then nearly zero, so little gradient reaches Wq and Wk.
+Dividing by sqrt(d_k) keeps the spread the same whatever d_k is. "largest weight" is a query's
+largest attention weight (1/keys for uniform attention, 1 for one-hot); the entropy is divided
+by its maximum, log(number of keys). Mean (range) over the seeds.
 
-{table_3}
+{markdown_table(["d_k", "score", "std of the scores", "largest weight", "entropy / log(keys)"], sat_rows)}
+
+## What this shows
+
+{" ".join(shows)}
+
+## What it does not show
+
+{len(seeds)} seeds on one small task: a ranking between scores whose ranges overlap would need more
+seeds to settle, and none of this says how the scores compare on real data, at other widths, or
+with other recipes.
 """
-    raw = {"runs": runs, "saturation": sat, "settings": common}
-    print("wrote", write_outputs(args.out, args.name, page, raw))
+    raw = {"settings": common, "seeds": seeds, "runs": runs, "saturation": sat,
+           "summary": summary}
+    print("wrote", write_outputs(args.out, "scores", page, raw))
 
 
 if __name__ == "__main__":

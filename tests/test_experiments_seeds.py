@@ -1,0 +1,35 @@
+"""The pieces every multi-seed experiment page is built from: spreads over seeds, overlap of
+ranges, and the score-spread measurement of the score-function experiment."""
+
+import os
+
+import numpy as np
+import pytest
+
+from npformer.experiments import show_spread, spread
+from npformer.experiments.scores import overlaps, saturation
+
+pytestmark = pytest.mark.skipif(os.environ.get("NPFORMER_BACKEND", "numpy") not in ("", "numpy"),
+                                reason="the experiments run on NumPy")
+
+
+def test_spread_and_its_text():
+    assert spread([]) is None and show_spread([]) == "-"
+    assert spread([3, 1, 2]) == (2, 1, 3)
+    assert show_spread([1250, 1500, 1750]) == "1500 (1250-1750)"
+    assert show_spread([0.5, 0.25], 3) == "0.375 (0.250-0.500)"
+
+
+def test_overlaps():
+    assert overlaps((2, 1, 3), (5, 3, 6))                       # touching ranges overlap
+    assert not overlaps((2, 1, 3), (5, 4, 6))
+    assert not overlaps(None, (1, 1, 1))
+
+
+def test_saturation_scales_the_spread_by_sqrt_dk():
+    rows = saturation(seeds=[0], d_ks=(8, 32), n=8)
+    std = {(d, s): v for d, _, s, v, _, _ in rows}
+    for d in (8, 32):
+        np.testing.assert_allclose(std[d, "scaled_dot"], std[d, "dot"] / np.sqrt(d), rtol=1e-5)
+    peak = {(d, s): p for d, _, s, _, p, _ in rows}
+    assert peak[32, "dot"] > peak[32, "scaled_dot"]             # unscaled scores give peakier weights
