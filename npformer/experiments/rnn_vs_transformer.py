@@ -2,11 +2,16 @@
 
     python -m npformer.experiments.rnn_vs_transformer
 
-Trains the three models on the reverse task with source lengths 1 to 32, the same width,
-batches, optimiser and step budget, then reports
-  - held-out exact match by source length (4, 8, 16, 24, 32),
-  - wall time of one training step (forward + backward) against length,
-  - soft vs hard attention: the trained models decoded with argmax weights instead of softmax.
+Trains the three models on the reverse task with source lengths 1 to 64, with one recipe
+(`npformer train`'s, dropout 0 for every model, since the GRU models have none), the same
+width, batches and step budget, from several seeds, and with two ways of drawing lengths:
+uniform, and "long" (half of the sources at the longest length, so the last positions are
+not rare). Then reports, as mean and range over seeds,
+  - held-out exact match by source length,
+  - wall time of one training step (forward + backward) against length, with every BLAS thread,
+  - argmax swapped in for the softmax at test time, in models trained with softmax.
+Each run is kept in --runs (one folder per model, sampling and seed); the command reads the
+finished runs and resumes an interrupted one, so it can be stopped and started again.
 Writes docs/experiments/rnn_vs_transformer.md, .json, and rnn_vs_transformer.png.
 """
 
@@ -17,7 +22,8 @@ import time
 
 import numpy as np
 
-from npformer.experiments import DOCS, command, machine, markdown_table, one_thread, pyplot, write_outputs
+from npformer.backend import blas_threads
+from npformer.experiments import DOCS, command, machine, markdown_table, pyplot, show_spread, spread, write_outputs
 from npformer.experiments.scores import train_run
 from npformer.layers.scores import hard_attention
 from npformer.loss import cross_entropy
@@ -29,7 +35,8 @@ from npformer.train.tasks import PAD, Task, make_batch
 MODELS = ("transformer", "rnn-attention", "rnn")
 LABELS = {"transformer": "Transformer", "rnn-attention": "GRU + Bahdanau attention",
           "rnn": "GRU, one context vector"}
-LENGTHS = (4, 8, 16, 24, 32)
+LENGTHS = (4, 8, 16, 32, 48, 56, 64)
+SAMPLINGS = ("uniform", "long")
 
 
 def by_length(model, lengths, n, hard=None):
@@ -84,210 +91,242 @@ def step_time(model, L, batch_size=64, repeats=5):
     return min(times)
 
 
-def figure(path, accuracy, timing, lengths):
+def figure(path, accuracy, timing, lengths, seeds):
+    """Left two: exact match by length, one thin line per seed, for each way of drawing lengths.
+    Right: step time against length."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for name in accuracy:
-        axes[0].plot(lengths, [accuracy[name][L] for L in lengths], marker="o", label=LABELS[name])
-        axes[1].plot(lengths, [1000 * timing[name][L] for L in lengths], marker="o", label=LABELS[name])
-    axes[0].set_xlabel("source length")
-    axes[0].set_ylabel("held-out exact match")
-    axes[0].set_ylim(-0.02, 1.02)
-    axes[0].set_title("reverse, trained on lengths 1-32", fontsize=10)
-    axes[1].set_xlabel("source (and target) length")
-    axes[1].set_ylabel("ms per training step (batch 64)")
-    axes[1].set_title("wall time of forward + backward", fontsize=10)
-    for ax in axes:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    colours = dict(zip(MODELS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for ax, sampling in zip(axes[:2], SAMPLINGS):
+        for name in MODELS:
+            for seed in seeds:
+                acc = accuracy.get((name, sampling, seed))
+                if acc is not None:
+                    ax.plot(lengths, [acc[L] for L in lengths], marker=".", lw=1, color=colours[name], alpha=0.8,
+                            label=LABELS[name] if seed == seeds[0] else None)
+        ax.set_xlabel("source length")
+        ax.set_ylabel("held-out exact match")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"trained on lengths 1-{lengths[-1]}, drawn {SAMPLING_TEXT[sampling]}", fontsize=9)
         ax.set_xticks(lengths)
-        ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+        ax.legend(fontsize=8, title="one line per seed", title_fontsize=8)
+    ax = axes[2]
+    for name, t in timing.items():
+        ax.plot(list(t), [1000 * v for v in t.values()], marker="o", color=colours[name], label=LABELS[name])
+    ax.set_xlabel("source (and target) length")
+    ax.set_ylabel("ms per training step (batch 64)")
+    ax.set_title("wall time of forward + backward", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+SAMPLING_TEXT = {"uniform": "uniformly", "long": "half at the longest length"}
+
+
+def plateaued(curve, window=4):
+    """Did a run stop improving? True if the best exact match of its last `window` evaluations
+    is within 0.01 of its best before them (or it reached its target)."""
+    ems = [e for _, e in curve]
+    if len(ems) <= window:
+        return False
+    return max(ems[-window:]) <= max(ems[:-window]) + 0.01
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--d-model", type=int, default=64, help="Transformer width; the RNNs' embedding, "
                                                              "hidden and attention width")
-    ap.add_argument("--steps", type=int, default=3000, help="step limit per model")
+    ap.add_argument("--max-len", type=int, default=64, help="longest source length trained and tested")
+    ap.add_argument("--steps", type=int, default=6000, help="step budget per run (the same for every model)")
+    ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-size", type=int, default=200, help="held-out sequences, per length too")
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--samplings", default=",".join(SAMPLINGS))
     ap.add_argument("--quick", action="store_true", help="a few steps per model, to check the command works")
-    ap.add_argument("--reuse", action="store_true", help="read runs already finished in --runs with the same "
-                                                          "settings instead of training them again")
-    ap.add_argument("--runs", default="runs/experiments/rnn_vs_transformer")
+    ap.add_argument("--runs", default="runs/experiments/rnn_vs_transformer", help="where each run is kept")
     ap.add_argument("--out", default=DOCS)
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
-    one_thread()
-    steps, every = (20, 10) if args.quick else (args.steps, args.eval_every)
-    lengths = LENGTHS
-    common = dict(task="reverse", min_len=1, max_len=32, d_model=args.d_model, d_ff=4 * args.d_model,
-                  steps=steps, eval_every=every, eval_size=args.eval_size, target=0.995, seed=0,
-                  schedule="constant", replicas=1)               # the schedule and whole batches of the tables
-    accuracy, hard, peaks, timing, trained, params, tail = {}, {}, {}, {}, {}, {}, {}
-    for name in args.models.split(","):
-        print(f"{LABELS[name]}: {'training (or reading a finished run)' if args.reuse else 'training'}", flush=True)
-        run_dir = os.path.join(args.runs, name)
-        trained[name] = train_run(run_dir, reuse=args.reuse, model=name, **common)
-        model = load(os.path.join(run_dir, CHECKPOINT))
-        params[name] = sum(int(p.size) for p in model.parameters().values())
-        accuracy[name] = by_length(model, lengths, args.eval_size)
-        print(f"  exact match by length {accuracy[name]}", flush=True)
-        if name == "transformer":
-            tail[name] = by_length(model, range(lengths[-1] - 4, lengths[-1] + 1), args.eval_size)
-            hard[name, "cross"] = by_length(model, lengths, args.eval_size, "cross")
-            hard[name, "all"] = by_length(model, lengths, args.eval_size, "all")
-            peaks[name, "cross"] = {L: peak_weight(model, L, args.eval_size, "cross") for L in lengths}
-            peaks[name, "all"] = {L: peak_weight(model, L, args.eval_size, "all") for L in lengths}
-        elif name == "rnn-attention":
-            hard[name, "all"] = by_length(model, lengths, args.eval_size, "all")
-            peaks[name, "all"] = {L: peak_weight(model, L, args.eval_size) for L in lengths}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    models = args.models.split(",")
+    samplings = args.samplings.split(",")
+    steps, every, max_len = (20, 10, 8) if args.quick else (args.steps, args.eval_every, args.max_len)
+    lengths = [L for L in LENGTHS if L <= max_len] if not args.quick else [2, 4, 8]
+    common = dict(task="reverse", min_len=1, max_len=max_len, d_model=args.d_model, d_ff=4 * args.d_model,
+                  dropout=0.0, steps=steps, eval_every=every, eval_size=args.eval_size, target=0.995,
+                  replicas=2)
+    accuracy, hard, peaks, trained, params = {}, {}, {}, {}, {}
+    for sampling in samplings:
+        for name in models:
+            for seed in seeds:
+                key = (name, sampling, seed)
+                print(f"{LABELS[name]}, lengths {sampling}, seed {seed}", flush=True)
+                run_dir = os.path.join(args.runs, f"{name}_{sampling}_seed{seed}")
+                trained[key] = train_run(run_dir, reuse=True, model=name, lengths=sampling, seed=seed, **common)
+                model = load(os.path.join(run_dir, CHECKPOINT))
+                params[name] = sum(int(p.size) for p in model.parameters().values())
+                accuracy[key] = by_length(model, lengths, args.eval_size)
+                print(f"  exact match by length {accuracy[key]}", flush=True)
+                if name == "transformer":
+                    hard[key + ("cross",)] = by_length(model, lengths, args.eval_size, "cross")
+                    hard[key + ("all",)] = by_length(model, lengths, args.eval_size, "all")
+                    peaks[key + ("cross",)] = {L: peak_weight(model, L, args.eval_size, "cross") for L in lengths}
+                elif name == "rnn-attention":
+                    hard[key + ("all",)] = by_length(model, lengths, args.eval_size, "all")
+                    peaks[key + ("all",)] = {L: peak_weight(model, L, args.eval_size) for L in lengths}
+    threads = blas_threads()
+    timing = {}
+    for name in models:                                          # step time of a fresh model: no training needed
+        model = load(os.path.join(args.runs, f"{name}_{samplings[0]}_seed{seeds[0]}", CHECKPOINT))
         timing[name] = {L: step_time(model, L) for L in lengths}
-        print(f"  s per step by length {timing[name]}", flush=True)
+        print(f"  {name}: s per step by length {timing[name]}", flush=True)
 
     os.makedirs(args.out, exist_ok=True)
-    figure(os.path.join(args.out, "rnn_vs_transformer.png"), accuracy, timing, lengths)
-    acc_rows = [[LABELS[n], params[n], trained[n]["step"], f"{trained[n]['wall_s']:.0f}"]
-                + [f"{accuracy[n][L]:.3f}" for L in lengths] for n in accuracy]
+    figure(os.path.join(args.out, "rnn_vs_transformer.png"), accuracy, timing, lengths, seeds)
+    Ls = [f"L={L}" for L in lengths]
+
+    def over_seeds(table, name, sampling, L, extra=()):
+        return [table[(name, sampling, s) + extra][L] for s in seeds if (name, sampling, s) + extra in table]
+
+    acc_rows = []
+    for sampling in samplings:
+        for name in models:
+            runs = [trained[(name, sampling, s)] for s in seeds]
+            acc_rows.append([LABELS[name], sampling, params[name],
+                             show_spread([r["step"] for r in runs]),
+                             f"{sum(plateaued(r['curve']) or r['reached'] for r in runs)} of {len(runs)}",
+                             show_spread([r["wall_s"] for r in runs])]
+                            + [show_spread(over_seeds(accuracy, name, sampling, L), 2) for L in lengths])
     seq_steps = {"transformer": lambda L: "4 layers", "rnn-attention": lambda L: f"{2 * L + 1}",
                  "rnn": lambda L: f"{2 * L + 1}"}
-    time_rows = [[LABELS[n]] + [f"{1000 * timing[n][L]:.0f}" for L in lengths]
-                 + [f"{timing[n][lengths[-1]] / timing[n][lengths[0]]:.1f}x", seq_steps[n](lengths[-1])]
-                 for n in timing]
-    hard_rows, shown = [], set()
-    for (name, where), acc in hard.items():
-        if name not in shown:
-            shown.add(name)
-            hard_rows.append([LABELS[name], "softmax (as trained)"] + [f"{accuracy[name][L]:.3f}" for L in lengths])
-        place = {"cross": "cross-attention only", "all": "every attention"}[where]
-        if name != "transformer":
-            place = "the attention"
-        hard_rows.append([LABELS[name], f"argmax in {place}"] + [f"{acc[L]:.3f}" for L in lengths])
-    peak_rows = [[LABELS[name], {"cross": "cross-attention", "all": "every attention"}[where]
-                  if name == "transformer" else "the attention"] + [f"{v[L]:.3f}" for L in lengths]
-                 for (name, where), v in peaks.items()]
-    Ls = [f"L={L}" for L in lengths]
     first, last = lengths[0], lengths[-1]
+    time_rows = [[LABELS[n]] + [f"{1000 * timing[n][L]:.0f}" for L in lengths]
+                 + [f"{timing[n][last] / timing[n][first]:.1f}x", seq_steps[n](last)] for n in timing]
+    hard_rows = []
+    for sampling in samplings[:1]:
+        for name in models:
+            wheres = {"transformer": ("cross", "all"), "rnn-attention": ("all",)}.get(name, ())
+            if not wheres:
+                continue
+            hard_rows.append([LABELS[name], "softmax (as trained)"]
+                             + [show_spread(over_seeds(accuracy, name, sampling, L), 2) for L in lengths])
+            for where in wheres:
+                place = {"cross": "cross-attention only", "all": "every attention"}[where]
+                if name != "transformer":
+                    place = "the attention"
+                hard_rows.append([LABELS[name], f"argmax in {place}"]
+                                 + [show_spread(over_seeds(hard, name, sampling, L, (where,)), 2) for L in lengths])
 
-    notes = []                                                   # what the numbers say, from the numbers
-    if "rnn" in accuracy:
-        a = accuracy["rnn"]
-        notes.append(f"Without attention, exact match is {a[first]:.3f} at L={first}, {a[lengths[1]]:.3f} at "
-                     f"L={lengths[1]} and {a[lengths[2]]:.3f} at L={lengths[2]}.")
-    if "rnn-attention" in accuracy:
-        a = accuracy["rnn-attention"]
-        notes.append(f"The same GRUs with attention keep {a[last]:.3f} at L={last}.")
-    if "transformer" in accuracy:
-        a = accuracy["transformer"]
-        notes.append(f"The Transformer reaches {a[first]:.3f} at L={first} and {a[last]:.3f} at L={last}.")
-        if a[last] < a[lengths[-2]] - 0.2:
-            notes.append(f"Its drop at L={last} alone is worth a remark: position p of a source exists only in "
-                         f"sources at least p + 1 long, so the last positions are seen in few training "
-                         f"sequences (position {last - 1} in 1 of {last}), and the Transformer treats each "
-                         "position through its own positional encoding, while the GRU applies one cell at "
-                         "every step. That is a likely reason, not one this experiment tests; it fits how the "
-                         "drop is spread over the last lengths: "
-                         + ", ".join(f"{v:.3f} at L={L}" for L, v in tail.get("transformer", {}).items()) + ".")
-    time_notes = []
-    if "transformer" in timing and "rnn-attention" in timing:
-        t, r = timing["transformer"], timing["rnn-attention"]
-        slower = [L for L in lengths if t[L] > 1.1 * r[L]]
-        near = [L for L in lengths if abs(t[L] - r[L]) <= 0.1 * r[L]]
-        time_notes.append(
-            f"Measured here, the Transformer's step costs {1000 * t[first]:.0f} ms at L={first} and "
-            f"{1000 * t[last]:.0f} ms at L={last} ({t[last] / t[first]:.1f}x); the GRU with attention "
-            f"{1000 * r[first]:.0f} and {1000 * r[last]:.0f} ms ({r[last] / r[first]:.1f}x)."
-            + (f" On this CPU the Transformer is more than 10% slower at L = {', '.join(map(str, slower))}."
-               if slower else "")
-            + (f" The two are within 10% of each other at L = {', '.join(map(str, near))}." if near else ""))
+    def mean_at(name, sampling, L):
+        v = over_seeds(accuracy, name, sampling, L)
+        return spread(v)
 
+    shows = []
+    for sampling in samplings:
+        parts = []
+        for name in models:
+            m = mean_at(name, sampling, last)
+            if m:
+                parts.append(f"{LABELS[name]} {m[0]:.2f} ({m[1]:.2f}-{m[2]:.2f})")
+        shows.append(f"At L={last}, trained on lengths drawn {SAMPLING_TEXT[sampling]}: " + ", ".join(parts) + ".")
+    if "transformer" in models and set(SAMPLINGS) <= set(samplings):
+        u, g = mean_at("transformer", "uniform", last), mean_at("transformer", "long", last)
+        if u and g:
+            verdict = ("higher, and the seeds' ranges do not overlap: consistent with the drop at the longest "
+                       "lengths coming from how rarely the last positions are seen" if g[1] > u[2] else
+                       "not clearly different (the ranges overlap)" if g[1] <= u[2] and u[1] <= g[2] else "lower")
+            shows.append(f"Drawing half of the lengths at the longest, the Transformer's exact match at L={last} is "
+                         f"{g[0]:.2f} against {u[0]:.2f}: {verdict}.")
+    if "rnn" in models:
+        m = {L: mean_at("rnn", samplings[0], L) for L in lengths}
+        gone = [L for L in lengths if m[L] and m[L][2] < 0.05]
+        if gone:
+            shows.append(f"The GRU with one context vector is below 0.05 in every seed from L={gone[0]} on: the "
+                         "bottleneck the attention models do not have.")
+    unplateaued = [f"{LABELS[k[0]]} ({k[1]}, seed {k[2]})" for k, r in trained.items()
+                   if not (plateaued(r["curve"]) or r["reached"])]
     quick = "\n**--quick run: a few steps only; these numbers are not results.**\n" if args.quick else ""
-    reused = (f"(With `--reuse` the three training runs were read from `{args.runs}`, where the same command "
-              "without `--reuse` had trained them with the same settings; the training columns come from "
-              "those runs' metrics, everything else was measured by this invocation.)\n\n") if args.reuse else ""
     page = f"""# The RNN encoder-decoder against the Transformer
 
 Measured by `{command('rnn_vs_transformer', argv)}` ({machine()}).
 {quick}
-Three models learn to reverse sequences of 1 to 32 symbols (10 symbols; the token scheme,
-batches of 64, loss, Adam with a constant learning rate 1e-3 after 200 warm-up steps, clipping at 1 and
-greedy decoding are `npformer train`'s, and so is the code path: `npformer train --model ...`):
+Three models learn to reverse sequences of 1 to {max_len} symbols (10 symbols):
 
-- **Transformer**: d_model {args.d_model}, 4 heads, d_ff {4 * args.d_model}, 2 + 2 layers, dropout 0.1.
+- **Transformer**: d_model {args.d_model}, 4 heads, d_ff {4 * args.d_model}, 2 + 2 layers.
 - **GRU + Bahdanau attention** (`--model rnn-attention`): embedding, hidden state and attention
   width {args.d_model}; a fresh context vector per output step, c_t = sum_s a_ts h_s.
 - **GRU, one context vector** (`--model rnn`): the same GRUs, but the decoder sees the source only
   through the encoder's last state h_S.
 
-{reused}Each trains for at most {steps} steps (stopping early at 99.5% held-out exact match over
-lengths 1-32), from seed 0. Then {args.eval_size} fresh sources of each exact length are decoded
-greedily. One seed each, on a CPU, so differences of a few points are within noise.
-Derivations: [GRU](../derivations/gru.md), [RNN with attention](../derivations/rnn_attention.md).
+**One recipe for all three**: `npformer train`'s (batch 64 in 2 replicas, Adam with the paper's
+schedule: warm-up over 200 steps to 1e-3, then 1/sqrt(step); gradient norm clipped at 1;
+greedy decoding), with **dropout 0 for every model** (the GRU models have no dropout, so the
+Transformer's is turned off rather than giving it a regulariser the others lack). Each run
+has the same budget of {steps} steps, stopping early at 99.5% held-out exact match; the
+"plateaued" column counts the runs whose held-out exact match gained less than 0.01 over their
+last four evaluations (or that reached the target), so a reader can see whether the budget
+was long enough. **Seeds** {", ".join(map(str, seeds))} for every cell; tables give the mean and, in
+brackets, the lowest and highest seed. Lengths are drawn in two ways: **uniform** over 1..{max_len}, where
+position p appears only in sources longer than p (the last one in 1 source of {max_len}), and
+**long**, half of the sources at length {max_len} and the rest uniform, so every position is seen
+in at least half of the sources. After training, {args.eval_size} fresh sources of each exact length
+are decoded greedily. Derivations: [GRU](../derivations/gru.md),
+[RNN with attention](../derivations/rnn_attention.md).
 
 ## Exact match by source length
 
-{markdown_table(["model", "parameters", "steps trained", "training s"] + Ls, acc_rows)}
+{markdown_table(["model", "lengths drawn", "parameters", "steps trained", "plateaued", "training s"] + Ls, acc_rows)}
 
-![exact match and step time by length](rnn_vs_transformer.png)
+![exact match by length, per seed, and step time](rnn_vs_transformer.png)
 
-{" ".join(notes)}
-
-The single context vector has to hold the whole source in {args.d_model} numbers before the
-first output token is produced; the longer the source, the more of it is lost, and the first
-outputs of a reversal are the symbols read longest ago. Attention removes that bottleneck: each
-output step reads every encoder state again.
+{" ".join(shows)}
+{("Runs that had not plateaued when the budget ran out: " + ", ".join(unplateaued) + ".") if unplateaued else "Every run had plateaued or reached the target within the budget."}
 
 ## Wall time per training step against length
 
 Milliseconds for one forward + backward pass on a batch of 64 sources of exactly length L
-(targets L + 1 tokens), the fastest of 5, one BLAS thread, after training, on a machine shared
-with other jobs (so the absolute times carry noise; the trends are what to read).
-The last column counts
-the dependent steps of one forward pass at L={last}: the GRUs' S + T cell steps (S = L encoder
-steps, T = L + 1 decoder steps), each of which must wait for the one before, against the
-Transformer's 2 + 2 layers, each applied to all positions at once.
+(targets L + 1 tokens), the fastest of 5, with {threads} BLAS threads, on a CPU (no GPU was
+available for this measurement). The last column counts the dependent steps of one forward
+pass at L={last}: the GRUs' S + T cell steps, each of which must wait for the one before, against
+the Transformer's 2 + 2 layers, each applied to all positions at once.
 
 {markdown_table(["model"] + Ls + [f"L={last} / L={first}", f"sequential steps at L={last}"], time_rows)}
 
-{" ".join(time_notes)}
+## Argmax swapped in at test time
 
-On one CPU thread, which executes one operation after another anyway, having few wide steps
-instead of many narrow ones buys little, and the times mostly count arithmetic: per token, the
-Transformer at these sizes does more of it (three attentions and a feed-forward of width
-4 d_model in each of four layers). The GRU with attention grows fastest with length because
-each of its T decoder steps scores all S encoder states; this implementation also projects
-the encoder states h_s W_k again at every step instead of once per sequence, which adds to the
-T * S term. The Transformer's advantage is parallelism: its steps are wide matrix products
-that a GPU runs in about the time of a narrow one, while the RNN's S + T steps stay sequential
-on any hardware. No GPU was available for this measurement, so that side is not measured here.
-
-## Soft vs hard attention
-
-The trained models decoded again, with each softmax over the keys replaced by a one-hot vector
-on the highest-scoring key (`npformer.layers.scores.hard_attention`, which the RNN's
-`greedy_decode(..., hard=True)` also uses). Nothing is retrained.
+This is not hard attention as a way to train: the models were trained with softmax
+attention, and only at decoding is each softmax over the keys replaced by a one-hot vector on
+the highest-scoring key (`npformer.layers.scores.hard_attention`). It measures how much a
+model trained soft depends on the mixture its weights form. Lengths drawn uniformly.
 
 {markdown_table(["model", "attention weights at decoding"] + Ls, hard_rows)}
 
-How peaked the trained softmax weights are: the mean, over queries, of the largest weight
-(1.000 would be one-hot already).
+Training with hard attention needs a gradient estimator, since the argmax has zero derivative
+wherever it is defined: REINFORCE-style sampling of the attended position (Xu et al. 2015,
+"Show, Attend and Tell") or a relaxation such as Gumbel-softmax.
 
-{markdown_table(["model", "attention"] + Ls, peak_rows)}
+## What this shows
 
-Where the trained weights are already nearly one-hot, the argmax changes little; where a head
-spreads its weight over several keys, later computation was trained on that mixture, and
-replacing it by a single key changes what every following layer sees. Hard attention also
-cannot be trained by plain backpropagation: the argmax is piecewise constant in the scores,
-so its derivative is zero wherever it is defined (and undefined where two scores tie). No
-gradient reaches the scores, hence none reaches W_q, W_k or anything below them through that
-path. Training it needs a different estimator: REINFORCE-style sampling of the attended
-position (Xu et al. 2015, "Show, Attend and Tell"), or a relaxation such as Gumbel-softmax;
-the soft attention of Bahdanau et al. is the differentiable expectation of that choice.
+With equal recipes, budgets and seeds, how exact match falls with length for each model, and
+whether seeing the longest positions more often changes the Transformer's result at the
+longest lengths; the figures are the means and ranges above.
+
+## What it does not show
+
+One small synthetic task and one width: it says nothing about which model is better on
+real data or at other sizes. The step times are one CPU's; the Transformer's advantage on
+parallel hardware, where its few wide steps run at once, is not measured here.
 """
-    raw = {"settings": common, "accuracy": accuracy, "transformer_last_lengths": tail, "hard": {f"{k[0]}/{k[1]}": v for k, v in hard.items()},
-           "peaks": {f"{k[0]}/{k[1]}": v for k, v in peaks.items()}, "timing": timing, "params": params,
-           "trained": {k: {kk: vv for kk, vv in v.items() if kk != "settings"} for k, v in trained.items()}}
+    def key(k):
+        return "/".join(map(str, k))
+    raw = {"settings": common, "seeds": seeds, "lengths": lengths,
+           "accuracy": {key(k): v for k, v in accuracy.items()}, "hard": {key(k): v for k, v in hard.items()},
+           "peaks": {key(k): v for k, v in peaks.items()}, "timing": timing, "params": params,
+           "blas_threads": threads,
+           "trained": {key(k): {kk: vv for kk, vv in v.items() if kk != "settings"} for k, v in trained.items()}}
     print("wrote", write_outputs(args.out, "rnn_vs_transformer", page, raw))
 
 

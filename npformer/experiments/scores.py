@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
 
 import numpy as np
 
@@ -65,7 +64,9 @@ def _state(out_dir, cfg):
     if not os.path.exists(path):
         return None
     meta = read(path)[0].get("meta", {})
-    if meta.get("train") != asdict(cfg) or meta.get("step") is None:
+    if not isinstance(meta.get("train"), dict) or meta.get("step") is None:
+        return None
+    if TrainConfig.from_dict(meta["train"]) != cfg:             # settings added later read as their defaults
         return None
     ev = meta.get("eval") or {}
     done = meta["step"] >= cfg.steps or ev.get("exact_match", 0) >= cfg.target

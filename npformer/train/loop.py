@@ -66,6 +66,7 @@ class TrainConfig:
     n_symbols: int = 10
     min_len: int = 1
     max_len: int = 16
+    lengths: str = "uniform"       # how source lengths are drawn: tasks.LENGTHS
     # the model (Transformer base sizes scaled down; post-norm as in the paper)
     d_model: int = 128
     n_heads: int = 4
@@ -104,7 +105,7 @@ class TrainConfig:
     def __post_init__(self):
         """Every setting checked (type, finite, range, and a bound where memory grows with it)
         before any file is touched; each bad one is a ConfigError naming it."""
-        Task(self.task, self.n_symbols, self.min_len, self.max_len)  # raises ConfigError if it cannot work
+        self.task_spec                                           # raises ConfigError if the task cannot work
         self.max_len = check_int("max_len", self.max_len, 1, MODEL_MAX_LEN - 1)
         ints = {"steps": (1, 10**7), "batch_size": (1, 16_384), "eval_every": (1, 10**7),
                 "eval_size": (1, 100_000), "warmup": (0, 10**7), "seed": (0, 2**32 - 1),
@@ -135,7 +136,7 @@ class TrainConfig:
 
     @property
     def task_spec(self):
-        return Task(self.task, self.n_symbols, self.min_len, self.max_len)
+        return Task(self.task, self.n_symbols, self.min_len, self.max_len, self.lengths)
 
     def model_config(self):
         V = self.task_spec.vocab

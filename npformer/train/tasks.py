@@ -32,14 +32,23 @@ TASKS = {
 }
 
 
+# How a source's length is drawn: "uniform" over min_len..max_len, or "long": half of the
+# sources at max_len and the rest uniform, so the last positions are not rare (with uniform
+# lengths, position p appears only in sources longer than p: the last one in 1 source of
+# max_len - min_len + 1).
+LENGTHS = ("uniform", "long")
+
+
 @dataclass
 class Task:
-    """A task by name, with its alphabet size and range of source lengths (both ends included)."""
+    """A task by name, with its alphabet size, range of source lengths (both ends included) and
+    how lengths are drawn in that range (LENGTHS)."""
 
     name: str = "reverse"
     n_symbols: int = 10
     min_len: int = 1
     max_len: int = 16
+    lengths: str = "uniform"
 
     def __post_init__(self):
         if not isinstance(self.name, str) or self.name not in TASKS:
@@ -50,6 +59,8 @@ class Task:
         self.max_len = check_int("max_len", self.max_len, 1, MAX_LEN)
         if not 1 <= self.min_len <= self.max_len:
             raise ConfigError(f"lengths must satisfy 1 <= min_len <= max_len, got {self.min_len}..{self.max_len}.")
+        if self.lengths not in LENGTHS:
+            raise ConfigError(f"lengths must be one of {', '.join(LENGTHS)}, got {self.lengths!r}.")
 
     @property
     def vocab(self):
@@ -65,6 +76,8 @@ class Task:
         out = []
         for _ in range(n):
             length = rng.integers(self.min_len, self.max_len + 1)
+            if self.lengths == "long" and rng.random() < 0.5:
+                length = self.max_len
             out.append(rng.integers(FIRST_SYMBOL, self.vocab, size=length))
         return out
 
