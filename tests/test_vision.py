@@ -95,3 +95,17 @@ def test_learns_where_the_bright_patch_is(xp):
         for k in params:
             params[k] -= 0.3 * grads[k]
     assert (m.predict(x) == y).mean() > 0.95, loss
+
+
+def test_without_positions_the_patches_are_a_set():
+    """positional="none": the encoder has no way to know where a patch was, so shuffling the
+    patches of an image leaves the class scores unchanged (up to rounding)."""
+    rng = np.random.default_rng(0)
+    model = VisionTransformer(VisionConfig(positional="none", dropout=0.0), seed=0, backend="numpy", dtype="float64")
+    images = rng.random((3, 8, 8, 1))
+    patches = patchify(images, 2)                                # (B,N,P)
+    shuffled = unpatchify(patches[:, rng.permutation(patches.shape[1])], 2, 8, 8, 1)
+    np.testing.assert_allclose(model.forward(shuffled, training=False), model.forward(images, training=False),
+                               rtol=1e-10, atol=1e-12)
+    with_pos = VisionTransformer(VisionConfig(dropout=0.0), seed=0, backend="numpy", dtype="float64")
+    assert not np.allclose(with_pos.forward(shuffled, training=False), with_pos.forward(images, training=False))

@@ -40,7 +40,7 @@ class VisionConfig(DictConfig):
     dropout: float = 0.1
     norm: str = "pre"                 # pre-norm, as vision Transformers use
     pool: str = "cls"                 # "cls": the class token's output; "mean": the mean of the patches'
-    positional: str = "learned"       # or "sinusoidal"
+    positional: str = "learned"       # or "sinusoidal", or "none" (the encoder then sees a set of patches)
     activation: str = "gelu"          # or "relu"
     attention_score: str = "scaled_dot"
 
@@ -58,7 +58,7 @@ class VisionConfig(DictConfig):
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
-        choices = {"norm": ("post", "pre"), "pool": ("cls", "mean"), "positional": ("learned", "sinusoidal"),
+        choices = {"norm": ("post", "pre"), "pool": ("cls", "mean"), "positional": ("learned", "sinusoidal", "none"),
                    "activation": ("relu", "gelu"), "attention_score": SCORES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -101,9 +101,10 @@ class VisionTransformer(Layer):
         common = dict(xp=xp, dtype=dtype)
         self.patch_embed = Linear(cfg.patch ** 2 * cfg.channels, D, rng, **common)
         self.add_param("cls", rng.normal(0.0, 0.02, size=D))     # (D,)  the class token
+        self.pos = None                                          # "none": no positions at all
         if cfg.positional == "learned":
             self.pos = LearnedPositionalEncoding(N + 1, D, rng, **common)
-        else:
+        elif cfg.positional == "sinusoidal":
             self.pos = SinusoidalPositionalEncoding(N + 1, D, **common)
         self.drop = Dropout(cfg.dropout, self.drop_rng, **common)
         self.encoder = Encoder(cfg.n_layers, D, cfg.n_heads, cfg.d_ff, cfg.dropout, rng, self.drop_rng,
@@ -128,7 +129,9 @@ class VisionTransformer(Layer):
         tokens = self.patch_embed.forward(patchify(images, c.patch))  # (B,N,D)  (IMG-2)
         cls = xp.broadcast_to(self.params["cls"], (B, 1, c.d_model))  # (B,1,D)
         x = xp.concatenate([cls, tokens], axis=1)                # (B,N+1,D)  (IMG-3)
-        x = self.drop.forward(self.pos.forward(x), training)     # (B,N+1,D)
+        if self.pos is not None:
+            x = self.pos.forward(x)                              # (B,N+1,D)
+        x = self.drop.forward(x, training)                       # (B,N+1,D)
         h = self.encoder.forward(x, None, training)              # (B,N+1,D)  no mask: nothing is padding
         pooled = h[:, 0] if c.pool == "cls" else h[:, 1:].mean(axis=1)  # (B,D)  (IMG-4)
         self.cache = h.shape
@@ -145,7 +148,9 @@ class VisionTransformer(Layer):
         else:
             dh[:, 1:] = dpooled[:, None, :] / (N1 - 1)           # (B,N,D)  the mean spreads it evenly  (IMG-6)
         dx = self.encoder.backward(dh)                           # (B,N+1,D)
-        dx = self.pos.backward(self.drop.backward(dx))           # (B,N+1,D)
+        dx = self.drop.backward(dx)                              # (B,N+1,D)
+        if self.pos is not None:
+            dx = self.pos.backward(dx)                           # (B,N+1,D)
         self.grads["cls"] += dx[:, 0].sum(axis=0)                # (D,)  one token broadcast over B  (IMG-7)
         dpatches = self.patch_embed.backward(dx[:, 1:])          # (B,N,P)  (IMG-8)
         return unpatchify(dpatches, c.patch, c.image_size, c.image_size, c.channels)  # (B,H,W,C)  (IMG-9)
