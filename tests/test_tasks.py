@@ -68,3 +68,16 @@ def test_bad_tasks_and_sources():
         Task("copy").check_source(np.array([3, 1, 4]))
     with pytest.raises(InputError, match="3..12"):
         Task("copy").check_source(np.array([3, 13]))
+
+
+def test_long_lengths_put_half_of_the_sources_at_the_longest_length():
+    import numpy as np
+    from npformer.errors import ConfigError
+    from npformer.train.tasks import Task
+    uniform = Task("reverse", 10, 1, 64).sample(np.random.default_rng(0), 4000)
+    long = Task("reverse", 10, 1, 64, lengths="long").sample(np.random.default_rng(0), 4000)
+    at_max = lambda seqs: np.mean([len(s) == 64 for s in seqs])
+    assert at_max(uniform) < 0.03 and 0.45 < at_max(long) < 0.56
+    assert min(len(s) for s in long) < 8                         # short sources are still drawn
+    with pytest.raises(ConfigError, match="lengths must be one of"):
+        Task(lengths="longest")
