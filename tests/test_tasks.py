@@ -71,9 +71,6 @@ def test_bad_tasks_and_sources():
 
 
 def test_long_lengths_put_half_of_the_sources_at_the_longest_length():
-    import numpy as np
-    from npformer.errors import ConfigError
-    from npformer.train.tasks import Task
     uniform = Task("reverse", 10, 1, 64).sample(np.random.default_rng(0), 4000)
     long = Task("reverse", 10, 1, 64, lengths="long").sample(np.random.default_rng(0), 4000)
     at_max = lambda seqs: np.mean([len(s) == 64 for s in seqs])
