@@ -191,7 +191,7 @@ def crossover(rows, key):
     return None
 
 
-def figure(path, by_n, by_d, d_fixed, n_fixed):
+def figure(path, by_n, by_d, d_fixed, n_fixed, batch):
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     names = {"attention": "multi-head self-attention", "gru": "GRU"}
@@ -200,7 +200,8 @@ def figure(path, by_n, by_d, d_fixed, n_fixed):
         for kind, marker in (("attention", "o"), ("gru", "s")):
             axes[0, col].plot(xs, [r[kind]["flops"] for r in rows], marker=marker, label=names[kind])
             axes[1, col].plot(xs, [1e3 * r[kind]["seconds"] for r in rows], marker=marker, label=names[kind])
-        for row, what in ((0, "counted FLOPs, forward + backward"), (1, "ms, forward + backward")):
+        for row, what in ((0, "counted FLOPs per sequence, fwd + bwd"),
+                          (1, f"ms per batch of {batch}, fwd + bwd")):
             ax = axes[row, col]
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
@@ -242,7 +243,7 @@ def main(argv=None):
     paths = {kind: {n: path_length(kind, n) for n in (2, 8, 32)} for kind in ("attention", "gru")}
     out = args.out or DOCS
     os.makedirs(out, exist_ok=True)
-    figure(os.path.join(out, "complexity.png"), by_n, by_d, args.d, args.n)
+    figure(os.path.join(out, "complexity.png"), by_n, by_d, args.d, args.n, args.batch)
 
     def rows_of(rows, vary):
         return [[r[vary], f"{r['attention']['flops'] / 1e6:.1f}", f"{r['gru']['flops'] / 1e6:.1f}",
@@ -250,7 +251,8 @@ def main(argv=None):
                  f"{1e3 * r['attention']['seconds']:.2f}", f"{1e3 * r['gru']['seconds']:.2f}",
                  f"{r['attention']['seconds'] / r['gru']['seconds']:.2f}",
                  r["attention"]["steps"], r["gru"]["steps"]] for r in rows]
-    header = lambda v: [v, "attention MFLOP", "GRU MFLOP", "ratio", "attention ms", "GRU ms", "ratio",
+    header = lambda v: [v, "attention MFLOP / sequence", "GRU MFLOP / sequence", "ratio",
+                        f"attention ms / batch of {args.batch}", f"GRU ms / batch of {args.batch}", "ratio",
                         "attention sequential steps", "GRU sequential steps"]
     exact = all(r[k]["forward_flops"] == r[k]["predicted_forward_flops"] for r in by_n + by_d
                 for k in ("attention", "gru"))
