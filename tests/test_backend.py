@@ -103,3 +103,22 @@ def test_a_state_that_does_not_fit_is_refused_and_changes_nothing(xp):
     expected = to_numpy(default_rng(xp, 7).random((3,), dtype=np.float32))
     assert not set_rng_state(gen, np.frombuffer(b"not a generator state", dtype=np.uint8))
     assert np.array_equal(to_numpy(gen.random((3,), dtype=np.float32)), expected)
+
+
+def test_the_strict_backend_counts_operations_and_not_views():
+    from npformer.backend import OperationCount, StrictArray
+    a = strict.ones((4, 6), dtype=np.float32)                   # made before counting: not counted
+    with OperationCount(sites=True) as ops:
+        b = a + 1.0                                              # 1 operator
+        b *= a                                                   # 1 in-place operator
+        s = strict.einsum("ij->i", b)                            # 1 call into the module
+        total = b.sum()                                          # 1 method that computes; a 0-d array, as on CuPy
+        v = a.reshape(2, 12)[:, 3:].T                            # views: free
+        c = a.T.reshape(-1)                                      # a reshape that has to copy: 1
+        g = a[to_device(np.array([0, 2]), strict)]               # a transfer (1) and a gather (1)
+        x = float(total)                                         # a transfer back: 1
+    assert ops.n == 8, ops.sites
+    assert isinstance(total, StrictArray) and total.shape == () and x == 48.0
+    assert v.shape == (9, 2) and c.shape == (24,) and g.shape == (2, 6) and s.shape == (4,)
+    assert sum(ops.sites.values()) == 8
+    assert {site.split(":")[0] for site in ops.sites} == {"tests/test_backend.py", "npformer/backend.py"}

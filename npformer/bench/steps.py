@@ -3,7 +3,7 @@ train` takes it (the batch split among the default number of replicas: 2 on the 
 
 from npformer.backend import get_backend, synchronize, to_device
 from npformer.model import Transformer
-from npformer.train.optim import Adam
+from npformer.train.optim import Adam, clip_grad_norm
 from npformer.train.parallel import DataParallel, default_replicas
 
 
@@ -26,9 +26,12 @@ class NpformerStep:
     def to_device(self, batch):
         return tuple(to_device(a, self.xp) for a in batch)
 
-    def step(self, batch):
+    def step(self, batch, clip=0.0):
+        """clip > 0: clip the gradients to that global norm first, as `npformer train` does."""
         src, tgt_in, tgt_out = batch
         loss = self.parallel.step(src, tgt_in, tgt_out, pad_id=self.model.cfg.pad_id)  # zero, forward, loss, backward
+        if clip > 0:
+            clip_grad_norm(self.model.gradients(), clip)
         self.update()
         return loss
 
