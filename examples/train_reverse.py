@@ -26,7 +26,7 @@ task = Task("reverse", n_symbols=10, min_len=1, max_len=16)     # PAD 0, BOS 1, 
 cfg = nf.TransformerConfig(src_vocab=task.vocab, tgt_vocab=task.vocab, d_model=128, n_heads=4, d_ff=512,
                            n_layers=2, dropout=0.1)
 model = nf.Transformer(cfg, seed=0, backend=args.backend)
-adam = Adam(model.parameters(), betas=(0.9, 0.98), eps=1e-9)
+adam = Adam(model.arena, betas=(0.9, 0.98), eps=1e-9)         # every parameter in one flat array
 rng = np.random.default_rng(0)                                  # batches are made on the host
 
 for step in range(1, args.steps + 1):
@@ -35,9 +35,9 @@ for step in range(1, args.steps + 1):
     loss, dlogits = nf.cross_entropy(logits, batch.tgt_out, pad_id=0)
     model.zero_grad()
     model.backward(dlogits)
-    clip_grad_norm(model.gradients(), 1.0)
+    clip_grad_norm(model.arena.grads, 1.0)                      # all the gradients, one flat array
     lr = learning_rate(step, "paper", 1e-3, warmup=200, d_model=128)  # warm up to 1e-3, then 1/sqrt(step)
-    adam.step(model.gradients(), lr=lr)
+    adam.step(lr)
     if step % 100 == 0 or step == args.steps:
         print(f"step {step:5d}  loss {loss:.4f}")
 

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from npformer.layers import Layer
 from npformer.train.optim import Adam, clip_grad_norm, learning_rate, paper_lr, warmup_constant_lr
 
 
@@ -21,63 +22,79 @@ def _adam_reference(p, grads, lrs, b1=0.9, b2=0.98, eps=1e-9):
     return p, m, v
 
 
-def test_adam_first_step_by_hand(dev, host):
+def _packed(xp, dtype="float64", **arrays):
+    """A layer whose parameters are these host arrays, packed into an arena as a model's are."""
+    layer = Layer(xp, dtype)
+    for name, a in arrays.items():
+        layer.add_param(name, a)
+    layer.pack()
+    return layer
+
+
+def test_adam_first_step_by_hand(xp, dev, host):
     # step 1: m = 0.1 g, v = 0.02 g^2, so m_hat = g, v_hat = g^2 and p moves by lr * g / (|g| + eps)
-    p = dev(np.array([1.0, -2.0, 0.5], dtype=np.float64))
-    g = dev(np.array([0.5, -4.0, 0.0], dtype=np.float64))
-    adam = Adam({"w": p})
-    adam.step({"w": g}, lr=0.1)
-    np.testing.assert_allclose(host(p), [1.0 - 0.1 * 0.5 / (0.5 + 1e-9), -2.0 + 0.1 * 4.0 / (4.0 + 1e-9), 0.5],
+    layer = _packed(xp, w=np.array([1.0, -2.0, 0.5]))
+    layer.grads["w"][...] = dev(np.array([0.5, -4.0, 0.0]))
+    adam = Adam(layer.arena)
+    adam.step(lr=0.1)
+    np.testing.assert_allclose(host(layer.params["w"]), [1.0 - 0.1 * 0.5 / (0.5 + 1e-9), -2.0 + 0.1 * 4.0 / (4.0 + 1e-9), 0.5],
                                rtol=0, atol=1e-15)
     np.testing.assert_allclose(host(adam.m["w"]), [0.05, -0.4, 0.0])
     np.testing.assert_allclose(host(adam.v["w"]), [0.02 * 0.25, 0.02 * 16.0, 0.0])
 
 
-def test_adam_matches_reference_over_steps_in_place(dev, host):
+def test_adam_matches_reference_over_steps_in_place(xp, dev, host):
     rng = np.random.default_rng(3)
     p0 = rng.normal(size=5)
     grads = [rng.normal(size=5) for _ in range(4)]
-    p = dev(p0.copy())
-    adam = Adam({"w": p}, betas=(0.9, 0.98), eps=1e-9)
+    layer = _packed(xp, w=p0)
+    p = layer.params["w"]
+    adam = Adam(layer.arena, betas=(0.9, 0.98), eps=1e-9)
     for t, g in enumerate(grads, start=1):
-        adam.step({"w": dev(g)}, lr=0.01 * t)                    # lr changes per step, as with a schedule
+        layer.grads["w"][...] = dev(g)
+        adam.step(lr=0.01 * t)                                   # lr changes per step, as with a schedule
     q, m, v = _adam_reference(p0, grads, [0.01 * t for t in range(1, 5)])
     np.testing.assert_allclose(host(p), q, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(host(adam.v["w"]), v, rtol=1e-12)
-    assert adam.params["w"] is p and adam.t == 4                 # the live array was updated in place
+    assert layer.params["w"] is p and adam.t == 4                # the live array was updated in place
 
 
-def test_adam_block_by_block_is_the_same_update(dev, host):
-    """On the CPU the update runs over blocks of rows; with blocks of one row, also of a
-    strided view (as MHA's Wq is a view into Wqkv), every element still gets the textbook step."""
+def test_adam_block_by_block_is_the_same_update(xp, dev, host):
+    """On the CPU the update runs over blocks of the flat arena; with blocks that cut through
+    parameters, and a parameter that is a strided view of its block (as MHA's Wq is of Wqkv),
+    every element still gets the textbook step."""
     rng = np.random.default_rng(5)
-    packed = dev(rng.normal(size=(7, 9)))
-    params = {"view": packed[:, 3:6], "vector": dev(rng.normal(size=11))}
-    before = host(packed).copy()
-    p0 = {k: host(p).copy() for k, p in params.items()}
-    grads = [{k: dev(rng.normal(size=p.shape)) for k, p in params.items()} for _ in range(3)]
-    adam = Adam(params)
-    adam.block_size = 4                                          # rows of the view are 3 elements: one row a block
+    p0 = {"packed": rng.normal(size=(7, 9)), "vector": rng.normal(size=11)}
+    layer = _packed(xp, **p0)
+    view = layer.params["packed"][:, 3:6]                       # (7,3)  strided, like Wq in Wqkv
+    grads = [{k: rng.normal(size=p.shape) for k, p in p0.items()} for _ in range(3)]
+    adam = Adam(layer.arena)
+    adam.block_size = 4                                          # 74 elements: 19 blocks, across rows and parameters
     for g in grads:
-        adam.step(g, lr=0.01)
-    for k in params:
-        q, _, _ = _adam_reference(p0[k].ravel(), [host(g[k]).ravel() for g in grads], [0.01] * 3)
-        np.testing.assert_allclose(host(params[k]).ravel(), q, rtol=1e-12, atol=1e-14)
-    after = host(packed)
-    np.testing.assert_array_equal(after[:, 3:6], host(params["view"]))  # updated through the view
-    np.testing.assert_array_equal(np.delete(after, [3, 4, 5], axis=1), np.delete(before, [3, 4, 5], axis=1))
+        for k in g:
+            layer.grads[k][...] = dev(g[k])
+        adam.step(lr=0.01)
+    for k in p0:
+        q, _, _ = _adam_reference(p0[k].ravel(), [g[k].ravel() for g in grads], [0.01] * 3)
+        np.testing.assert_allclose(host(layer.params[k]).ravel(), q, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(host(view), host(layer.params["packed"])[:, 3:6])  # updated through the view
+    assert layer.arena.size == 74 and adam.flat_m.shape == (74,)
 
 
-def test_adam_state_round_trip(dev, host):
+def test_adam_state_is_shown_by_name_and_round_trips(xp, dev, host):
     rng = np.random.default_rng(0)
-    a = Adam({"w": dev(rng.normal(size=(2, 3)).astype(np.float32))})
-    a.step({"w": dev(rng.normal(size=(2, 3)).astype(np.float32))}, lr=1e-3)
-    state = {"step": a.t, "m": {"w": host(a.m["w"])}, "v": {"w": host(a.v["w"])}}
-    b = Adam({"w": dev(np.zeros((2, 3), dtype=np.float32))})
-    b.load_state_dict(state)
-    assert b.t == 1
-    np.testing.assert_array_equal(host(b.m["w"]), host(a.m["w"]))
-    np.testing.assert_array_equal(host(b.v["w"]), host(a.v["w"]))
+    a = _packed(xp, "float32", w=rng.normal(size=(2, 3)), b=rng.normal(size=4))
+    a.grads["w"][...] = dev(rng.normal(size=(2, 3)).astype(np.float32))
+    adam_a = Adam(a.arena)
+    adam_a.step(lr=1e-3)
+    assert set(adam_a.m) == {"w", "b"} and adam_a.m["w"].shape == (2, 3)   # views of the flat moments
+    state = {"step": adam_a.t, "m": {k: host(m) for k, m in adam_a.m.items()}, "v": {k: host(v) for k, v in adam_a.v.items()}}
+    b = _packed(xp, "float32", w=np.zeros((2, 3)), b=np.zeros(4))
+    adam_b = Adam(b.arena)
+    adam_b.load_state_dict(state)
+    assert adam_b.t == 1
+    np.testing.assert_array_equal(host(adam_b.flat_m), host(adam_a.flat_m))
+    np.testing.assert_array_equal(host(adam_b.flat_v), host(adam_a.flat_v))
 
 
 def test_paper_schedule_at_known_steps():
@@ -125,3 +142,10 @@ def test_clip_grad_norm_leaves_small_gradients_and_zero_bound_alone(dev, host):
     big = {"a": dev(np.array([30.0, 40.0]))}
     assert float(clip_grad_norm(big, 0)) == pytest.approx(50.0)    # 0: measure only
     np.testing.assert_allclose(host(big["a"]), [30.0, 40.0])
+
+
+def test_clip_grad_norm_of_a_flat_array_is_the_norm_of_its_parts(dev, host):
+    flat = dev(np.array([3.0, 4.0, 12.0]))                       # a gradient arena: (3, 4) and (12,) side by side
+    norm = clip_grad_norm(flat, 6.5)
+    assert float(norm) == pytest.approx(13.0)
+    np.testing.assert_allclose(host(flat), [1.5, 2.0, 6.0], rtol=1e-6)

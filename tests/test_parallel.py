@@ -52,11 +52,13 @@ def test_replicas_share_the_parameters_and_keep_their_own_gradients(xp):
                            backend=xp)
     dp = DataParallel(model, 2)
     replica = dp.replicas[1]
+    assert replica.arena.params is model.arena.params and replica.arena.grads is not model.arena.grads
+    model.arena.params[...] = model.arena.params + 1.0           # seen through every named view of the replica
+    model.arena.grads.fill(2.0)
     for (name, p), (_, q) in zip(model.parameters().items(), replica.parameters().items()):
-        assert p is q, name
-    attn, replica_attn = model.encoder.layers[0].self_attn, replica.encoder.layers[0].self_attn
-    assert replica_attn.Wqkv is attn.Wqkv and replica_attn.dWqkv is not attn.dWqkv
-    assert all(g is not h for g, h in zip(model.gradients().values(), replica.gradients().values()))
+        assert np.array_equal(to_numpy(p), to_numpy(q)), name
+    assert not any(to_numpy(g).any() for g in replica.gradients().values())   # its own, still zero
+    model.arena.params[...] = model.arena.params - 1.0
     # an update of the model in place (as Adam makes it) is what every replica computes with next
     dp.step(SRC, TGT_IN, TGT_OUT)
     for p, g in zip(model.parameters().values(), model.gradients().values()):
@@ -109,15 +111,16 @@ def test_adam_shared_among_the_threads_is_the_same_update(xp):
     from npformer.backend import to_device
     from npformer.train.optim import Adam
     models = [nf.Transformer({**TRANSFORMER, "dropout": 0.0}, seed=5, backend=xp) for _ in range(2)]
-    adams = [Adam(m.parameters()) for m in models]
+    adams = [Adam(m.arena) for m in models]
+    adams[1].block_size = 1000                                   # blocks that cross the parts' edges too
     dp = DataParallel(models[1], 2)
-    grads = {k: to_device(np.random.default_rng(6).standard_normal(p.shape).astype(np.float32), xp)
-             for k, p in models[0].parameters().items()}
+    size = models[0].arena.size
+    grads = to_device(np.random.default_rng(6).standard_normal(size).astype(np.float32), xp)
     for step in range(3):
-        adams[0].step(grads, 1e-2)
-        adams[1].step(grads, 1e-2, dp)                           # each thread a group of parameters
-    assert len(dp.groups) == 2 and sorted(k for group in dp.groups for k in group) == sorted(grads)
-    sizes = [sum(grads[k].size for k in group) for group in dp.groups]
-    assert max(sizes) < 0.6 * sum(sizes)                         # about half each
+        for m in models:
+            m.arena.grads[...] = grads
+        adams[0].step(1e-2)
+        adams[1].step(1e-2, dp)                                  # each thread a part of the arena
+    assert [(p.start, p.stop) for p in dp.parts] == [(0, size // 2), (size // 2, size)]
     for k, p in models[0].parameters().items():
         assert np.array_equal(to_numpy(p), to_numpy(models[1].parameters()[k])), k

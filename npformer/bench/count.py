@@ -25,6 +25,7 @@ def operations_per_step(workload, sites=False):
     """The array operations of one training step of `workload` (the second step: the first one
     also makes what is kept between steps). Returns the OperationCount (.n, and .sites)."""
     step = NpformerStep(workload.config(), backend="strict", replicas=1)
+    step.adam.block_size = None                                  # as on a GPU: the whole arena is one block
     first, second = (step.to_device(b) for b in batches(workload, 2, seed=1))
     step.step(first, clip=CLIP)
     with OperationCount(sites=sites) as ops:

@@ -7,13 +7,6 @@ from npformer.train.optim import Adam, clip_grad_norm
 from npformer.train.parallel import DataParallel, default_replicas
 
 
-def make_adam(model, lr, parallel):
-    """A zero-argument update: the training package's Adam at a constant learning rate, shared
-    among the replicas' threads as in `npformer train`."""
-    adam, grads = Adam(model.parameters(), betas=(0.9, 0.98), eps=1e-9), model.gradients()
-    return lambda: adam.step(grads, lr, parallel)
-
-
 class NpformerStep:
     """A model, its optimiser and one training step on host batches."""
 
@@ -21,7 +14,8 @@ class NpformerStep:
         self.xp = get_backend(backend)
         self.model = Transformer(cfg, seed=seed, dtype="float32", backend=self.xp)
         self.parallel = DataParallel(self.model, replicas or default_replicas(self.xp))
-        self.update = make_adam(self.model, lr, self.parallel)
+        self.adam = Adam(self.model.arena, betas=(0.9, 0.98), eps=1e-9)  # the training package's, as `npformer train` makes it
+        self.lr = lr                                             # constant
 
     def to_device(self, batch):
         return tuple(to_device(a, self.xp) for a in batch)
@@ -31,8 +25,8 @@ class NpformerStep:
         src, tgt_in, tgt_out = batch
         loss = self.parallel.step(src, tgt_in, tgt_out, pad_id=self.model.cfg.pad_id)  # zero, forward, loss, backward
         if clip > 0:
-            clip_grad_norm(self.model.gradients(), clip)
-        self.update()
+            clip_grad_norm(self.model.arena.grads, clip)
+        self.adam.step(self.lr, self.parallel)                   # shared among the replicas' threads
         return loss
 
     def synchronize(self):

@@ -49,8 +49,7 @@ def train(cfg, x_train, y_train, epochs, batch_size=64, lr=1e-3, warmup=100, see
     """Train a VisionTransformer; returns (model, list of (epoch, train loss))."""
     xp = get_backend(backend)
     model = VisionTransformer(cfg, seed=seed, backend=xp)
-    params, grads = model.parameters(), model.gradients()
-    adam = Adam(params, betas=(0.9, 0.98), eps=1e-9)
+    adam = Adam(model.arena, betas=(0.9, 0.98), eps=1e-9)
     rng = np.random.default_rng(seed)
     step, history = 0, []
     for epoch in range(1, epochs + 1):
@@ -64,8 +63,8 @@ def train(cfg, x_train, y_train, epochs, batch_size=64, lr=1e-3, warmup=100, see
             loss, dlogits = cross_entropy(logits[:, None, :], y_train[idx][:, None], pad_id=-1)
             model.zero_grad()
             model.backward(dlogits[:, 0, :])
-            clip_grad_norm(grads, 1.0)
-            adam.step(grads, learning_rate(step, "constant", lr, warmup, cfg.d_model))
+            clip_grad_norm(model.arena.grads, 1.0)
+            adam.step(learning_rate(step, "constant", lr, warmup, cfg.d_model))
             total, n = total + loss * len(idx), n + len(idx)
         history.append((epoch, total / n))
         if log and (epoch % 10 == 0 or epoch == epochs):

@@ -68,23 +68,31 @@ class MultiHeadAttention(Layer):
         self.n_heads = n_heads
         D = self.d_model = d_model
         W = {name: glorot(rng, D, D) for name in ("q", "k", "v", "o")}  # (D,D) each, drawn in this order
-        self.Wqkv = to_device(np.concatenate([W["q"], W["k"], W["v"]], axis=1).astype(self.dtype), self.xp)  # (D,3D)
-        self.bqkv = self.xp.zeros(3 * D, dtype=self.dtype)       # (3D,)
-        self.dWqkv, self.dbqkv = self.xp.zeros_like(self.Wqkv), self.xp.zeros_like(self.bqkv)
-        for i, name in enumerate(("q", "k", "v")):
-            block = slice(i * D, (i + 1) * D)                    # this projection's columns
-            self.params["W" + name], self.grads["W" + name] = self.Wqkv[:, block], self.dWqkv[:, block]  # (D,D) views
-            self.params["b" + name], self.grads["b" + name] = self.bqkv[block], self.dbqkv[block]        # (D,) views
-        self.add_param("Wo", W["o"])                             # (D,D)
-        self.add_param("bo", np.zeros(D))                        # (D,)
+        host = {"Wqkv": np.concatenate([W["q"], W["k"], W["v"]], axis=1),  # (D,3D)
+                "bqkv": np.zeros(3 * D), "Wo": W["o"], "bo": np.zeros(D)}  # (3D,), (D,D), (D,)
+        blocks = {name: to_device(a.astype(self.dtype), self.xp) for name, a in host.items()}
+        self.bind(blocks, {name: self.xp.zeros_like(a) for name, a in blocks.items()})
         # score: how q and k become a weight (layers/scores.py); its parameters, if any, are
         # drawn after the projections, so the default leaves every seed's model unchanged.
         self.attention = make_score_attention(score, d_model // n_heads, rng, xp, dtype)
         self.weights = None                                      # last A, kept for plots
 
-    def take_parameters(self, other):
-        super().take_parameters(other)
-        self.Wqkv, self.bqkv = other.Wqkv, other.bqkv           # the packed arrays the views come from
+    def blocks(self):
+        return {"Wqkv": self.Wqkv, "bqkv": self.bqkv, "Wo": self.params["Wo"], "bo": self.params["bo"]}
+
+    def views(self, blocks):
+        """Wq, Wk, Wv: the column blocks of Wqkv; bq, bk, bv: the thirds of bqkv; Wo and bo as they are."""
+        D, out = self.d_model, {}
+        for i, name in enumerate(("q", "k", "v")):
+            block = slice(i * D, (i + 1) * D)                    # this projection's columns
+            out["W" + name], out["b" + name] = blocks["Wqkv"][:, block], blocks["bqkv"][block]  # (D,D), (D,) views
+        out["Wo"], out["bo"] = blocks["Wo"], blocks["bo"]
+        return out
+
+    def bind(self, params, grads):
+        super().bind(params, grads)
+        self.Wqkv, self.bqkv = params["Wqkv"], params["bqkv"]    # the packed arrays the views come from
+        self.dWqkv, self.dbqkv = grads["Wqkv"], grads["bqkv"]
 
     def split_heads(self, x):                                    # x: (B,N,D), or (B,N,n*D)
         """(B,N,D) -> (B,H,N,K). A (B,N,n*D) input, n projections side by side (Q|K|V), gives

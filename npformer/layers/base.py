@@ -11,11 +11,16 @@ call site, so its cache is never overwritten by another use before backward read
 Gradients accumulate with `+=` so a parameter used twice (tied weights) is right without
 special cases. Parameters are created on the host from a seeded NumPy generator, in float64,
 then cast and moved to the backend, so the same seed gives the same model on every backend.
+
+A whole model then packs its parameters into one flat array and its gradients into a second
+(`pack`, layers/arena.py): every named parameter and gradient becomes a view of its slice, so
+the optimiser, clipping and zero_grad each work on one array instead of one per parameter.
 """
 
 import numpy as np
 
 from npformer.backend import get_backend, to_device
+from npformer.layers.arena import Arena
 
 
 class Layer:
@@ -27,8 +32,8 @@ class Layer:
         self.params = {}
         self.grads = {}
         self.cache = None
-        self.borrowed = set()
-        self._grad_buffers = None                                # zero_grad's list, made on its first call
+        self.tied = {}                                           # name -> (owner layer, owner's name, transposed)
+        self.arena = None                                        # set by pack(), on the whole model
 
     def add_param(self, name, host_value):
         """Register a parameter from a host array; its gradient starts at zero."""
@@ -36,13 +41,44 @@ class Layer:
         self.grads[name] = self.xp.zeros_like(self.params[name])
         return self.params[name]
 
-    def borrow_param(self, name, param, grad):
+    def borrow_param(self, name, owner, owner_name, transpose=False):
         """Use another layer's parameter (weight tying): the same memory for the value and for
-        the gradient, so every use adds into one buffer. It is listed under its owner only."""
-        self.params[name] = param
-        self.grads[name] = grad
-        self.borrowed.add(name)
-        return param
+        the gradient (transposed, if asked), so every use adds into one buffer. It is listed
+        under its owner only."""
+        self.tied[name] = (owner, owner_name, transpose)
+        self.retie()
+        return self.params[name]
+
+    def retie(self):
+        """Point the tied parameters at their owners' arrays again (after packing moved them)."""
+        for name, (owner, owner_name, transpose) in self.tied.items():
+            p, g = owner.params[owner_name], owner.grads[owner_name]
+            self.params[name], self.grads[name] = (p.T, g.T) if transpose else (p, g)
+
+    # ------------------------------------------------------------------ the arena's side
+
+    def blocks(self):
+        """name -> array: the parameter memory this layer owns, which pack() moves into the arena.
+        Usually its parameters; a layer whose parameters are views of larger arrays (multi-head
+        attention's Wq, Wk, Wv in Wqkv) names those arrays instead and extends views()."""
+        return {name: p for name, p in self.params.items() if name not in self.tied}
+
+    def views(self, blocks):
+        """The named parameters, made from arrays shaped like blocks(): the blocks themselves."""
+        return dict(blocks)
+
+    def bind(self, params, grads):
+        """Use these arrays, shaped like blocks() (views of the arena's two flat arrays), as the
+        parameters' values and gradients; tied ones follow with retie()."""
+        self.params, self.grads = self.views(params), self.views(grads)
+
+    def pack(self):
+        """Move every parameter of this layer tree into one flat array and every gradient into a
+        second (self.arena); the names, shapes and values stay. Models call it last in their
+        constructor."""
+        self.arena = Arena(self)
+
+    # ------------------------------------------------------------------ the tree
 
     def children(self):
         """Sub-layers by attribute name, in definition order; lists become name.0, name.1, ..."""
@@ -64,24 +100,18 @@ class Layer:
             yield from child.named_layers(f"{prefix}{name}.")
 
     def _owned(self):
-        """(full name, layer, local name) of every parameter, skipping borrowed (tied) ones."""
+        """(full name, layer, local name) of every parameter, skipping tied ones."""
         for prefix, layer in self.named_layers():
             for name in layer.params:
-                if name not in layer.borrowed:
+                if name not in layer.tied:
                     yield (f"{prefix}.{name}" if prefix else name), layer, name
 
     def share_parameters(self, other):
-        """Make this layer tree use `other`'s parameter arrays (the same memory), keeping its own
-        gradients and caches. `other` has the same structure: a model built from the same
+        """Make this model use `other`'s parameter memory (its arena's flat array), keeping its
+        own gradients and caches. `other` has the same structure: a model built from the same
         config. Replicas made this way run on parts of a batch side by side, each adding into
         its own gradients (train/parallel.py)."""
-        for (_, mine), (_, theirs) in zip(self.named_layers(), other.named_layers()):
-            mine.take_parameters(theirs)
-
-    def take_parameters(self, other):
-        """This layer's part of share_parameters; a layer that keeps parameter arrays outside
-        `params` (multi-head attention's packed Wqkv) extends it."""
-        self.params = dict(other.params)
+        self.arena.share_parameters(other.arena)
 
     def parameters(self):
         """name -> the live parameter array (changing it in place changes the model)."""
@@ -92,12 +122,12 @@ class Layer:
         return {full: layer.grads[name] for full, layer, name in self._owned()}
 
     def zero_grad(self):
-        """Set every gradient of this layer and its descendants to zero.
-
-        The buffers are collected by walking the tree on the first call and kept: the walk
-        costs more than the zeroing at the default size (about 1 ms of a 50 ms step), and the
-        tree does not change once built (weight tying happens in the constructors)."""
-        if self._grad_buffers is None:
-            self._grad_buffers = [g for _, layer in self.named_layers() for g in layer.grads.values()]
-        for g in self._grad_buffers:
-            g.fill(0)
+        """Set every gradient of this layer and its descendants to zero: one fill of the arena's
+        gradient array for a packed model, one fill per gradient otherwise."""
+        if self.arena is not None:
+            self.arena.grads.fill(0)
+            return
+        for _, layer in self.named_layers():
+            for name, g in layer.grads.items():
+                if name not in layer.tied:
+                    g.fill(0)

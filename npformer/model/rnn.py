@@ -83,6 +83,7 @@ class RNNSeq2Seq(Layer):
         self.decoder = GRU(E + Hd, Hd, rng, **common)             # input: [embedded y_{t-1}; c_t]
         self.generator = Linear(2 * Hd, cfg.tgt_vocab, rng, **common)  # input: [s_t; c_t]
         self.weights = None                                      # last attention weights (B,T,S), for plots
+        self.pack()                                              # every parameter into one flat array (layers/arena.py)
 
     # ------------------------------------------------------------------ inputs
 

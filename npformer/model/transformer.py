@@ -58,10 +58,10 @@ class Transformer(Layer):
         if cfg.tie_embeddings:
             # Section 3.4: one (V,D) matrix serves both embeddings and, transposed, the output
             # projection. Views share memory, so all three uses add into one gradient buffer.
-            W, dW = self.src_embed.params["W"], self.src_embed.grads["W"]
-            self.tgt_embed.borrow_param("W", W, dW)
-            self.generator.borrow_param("W", W.T, dW.T)          # (D,V) view of the (V,D) matrix
+            self.tgt_embed.borrow_param("W", self.src_embed, "W")
+            self.generator.borrow_param("W", self.src_embed, "W", transpose=True)  # (D,V) view of the (V,D) matrix
         self.emb_scale = math.sqrt(D)
+        self.pack()                                              # every parameter into one flat array (layers/arena.py)
 
     # ------------------------------------------------------------------ inputs
 

@@ -111,6 +111,7 @@ class VisionTransformer(Layer):
                                cfg.norm, cfg.activation, **common, score=cfg.attention_score)
         self.head_norm = LayerNorm(D, **common)
         self.head = Linear(D, cfg.n_classes, rng, **common)
+        self.pack()                                              # every parameter into one flat array (layers/arena.py)
 
     def check_images(self, images):
         """Shape check at the boundary, then the images move to the backend in the model's dtype."""

@@ -8,7 +8,7 @@ One step:
         logits = model.forward(src, tgt_in)                      (B_k,T,V)
         loss, dlogits = cross_entropy(logits, tgt_out, label_smoothing)   the only number read back
         model.backward(dlogits)                                  gradients summed over the parts
-    clip_grad_norm(grads); adam.step(grads, lr(step))
+    clip_grad_norm(model.arena.grads); adam.step(lr(step))      over the flat parameter arena
 
 Every `eval_every` steps the held-out set is decoded greedily and scored (exact match,
 token accuracy), one line goes to DIR/metrics.jsonl and DIR/model.npz is rewritten
@@ -219,7 +219,7 @@ class Trainer:
         self.params = self.model.parameters()
         self.grads = self.model.gradients()
         self.parallel = DataParallel(self.model, cfg.replicas)   # the batch in cfg.replicas parts, one thread each
-        self.adam = Adam(self.params, betas=(0.9, 0.98), eps=1e-9)
+        self.adam = Adam(self.model.arena, betas=(0.9, 0.98), eps=1e-9)
         self.data_rng = np.random.default_rng(cfg.seed)          # host: batches
         self.step = 0
         self.wall_s = 0.0                                        # training time of earlier sessions
@@ -350,8 +350,8 @@ class Trainer:
             raise TrainingDiverged(f"the loss became {loss} at step {step}; {self._kept()} "
                                    "Try a lower --lr or a tighter --clip.")
         self._watch_loss(loss, step)
-        clip_grad_norm(self.grads, self.cfg.clip)
-        self.adam.step(self.grads, self.lr(step), self.parallel)  # the update shared among the threads too
+        clip_grad_norm(self.model.arena.grads, self.cfg.clip)   # one norm over the flat gradient array
+        self.adam.step(self.lr(step), self.parallel)  # the update shared among the threads too
         self.step = step
         self.since_eval[0] += loss
         self.since_eval[1] += 1

@@ -13,7 +13,7 @@ Everything runs on the parameters' own backend (xp = get_xp(param)); nothing lea
 
 import math
 
-from npformer.backend import get_xp, name_of, to_device, to_numpy
+from npformer.backend import get_xp, is_array, name_of, to_device, to_numpy
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -47,64 +47,72 @@ def learning_rate(step, schedule, lr, warmup, d_model):
 # ----------------------------------------------------------------------------- clipping
 
 def clip_grad_norm(grads, max_norm):
-    """Scale every gradient by min(1, max_norm / ||g||), ||g|| the norm of all of them together.
+    """Scale the gradients by min(1, max_norm / ||g||), ||g|| the norm of all of them together.
 
-    Works in place and on the device: the scale stays a 0-d device array, so clipping costs
-    no transfer. Returns the norm before clipping (0-d, on the device; float() it to log it).
+    grads: one array, normally a model's whole gradient arena (model.arena.grads), so the norm
+    is one reduction and the scaling one multiply; or a list or dict of arrays. Works in place
+    and on the device: the scale stays a 0-d device array, so clipping costs no transfer.
+    Returns the norm before clipping (0-d, on the device; float() it to log it).
     max_norm <= 0 only measures.
     """
-    grads = list(grads.values()) if isinstance(grads, dict) else list(grads)
+    if isinstance(grads, dict):
+        grads = list(grads.values())
+    elif is_array(grads):
+        grads = [grads]
     xp = get_xp(grads[0])
-    total = sum((g * g).sum() for g in grads)                    # ()  sum of squares, over every tensor
+    total = sum((xp.vdot(g, g) for g in grads[1:]), xp.vdot(grads[0], grads[0]))  # ()  sum of squares, over every element
     norm = xp.sqrt(total)                                        # ()  global L2 norm
     if max_norm > 0:
         scale = xp.minimum(1.0, max_norm / (norm + 1e-6))        # ()  1 when already inside the ball
         for g in grads:
-            g *= scale.astype(g.dtype)
+            g *= scale                                           # the gradients' dtype: norm is computed in it
     return norm
 
 
 # ----------------------------------------------------------------------------- Adam
 
 class Adam:
-    """Adam (Kingma & Ba, 2015), updating the live parameters in place.
+    """Adam (Kingma & Ba, 2015), updating a model's parameters in place.
 
         m = b1 m + (1 - b1) g                      (ADAM-1)  first moment
         v = b2 v + (1 - b2) g^2                    (ADAM-2)  second moment
         m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)        (ADAM-3)  bias corrections
         p = p - lr m_hat / (sqrt(v_hat) + eps)     (ADAM-4)
 
-    params: name -> live array (model.parameters()). State: m and v per parameter (same shape,
-    dtype and backend) and the step count t, all exposed by state_dict() for checkpoints.
-    One scratch buffer per parameter keeps a step from allocating.
+    arena: the model's parameter arena (model.arena, layers/arena.py): every parameter in one
+    flat array, every gradient in a second. The moments m and v are flat arrays of the same
+    layout, so each line above is one operation over the whole model, not one per parameter.
+    State: m, v and the step count t; state_dict() shows m and v by parameter name (views of
+    the flat arrays), as checkpoints store them. One scratch array keeps a step from allocating.
 
-    The update makes twelve passes over each parameter's p, g, m, v and scratch. On the CPU it
-    goes block by block (`block_size` elements): a block of all five arrays stays in the core's
-    cache from one pass to the next, where a whole (512, 2048) parameter, 4 MB an array, would
-    go back to memory after each pass. On a GPU the blocks would only multiply the kernel
-    launches, so each parameter is one block there.
+    The update makes twelve passes over p, g, m, v and the scratch. On the CPU it goes block by
+    block (`block_size` elements): a block of all five arrays stays in the core's cache from
+    one pass to the next, where the whole arrays (2.5 MB each at the default size, 40 MB at
+    the large one) would go back to memory after each pass. On a GPU the blocks would only
+    multiply the kernel launches, so the whole arena is one block there.
     """
 
     CPU_BLOCK = 1 << 16                                          # elements: 5 arrays x 256 KB, in a 2 MB L2
 
-    def __init__(self, params, betas=(0.9, 0.98), eps=1e-9):
-        self.params = params
+    def __init__(self, arena, betas=(0.9, 0.98), eps=1e-9):
+        self.arena = arena
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.t = 0
-        self.m = {k: get_xp(p).zeros_like(p) for k, p in params.items()}
-        self.v = {k: get_xp(p).zeros_like(p) for k, p in params.items()}
-        self._tmp = {k: get_xp(p).empty_like(p) for k, p in params.items()}
-        on_gpu = any(name_of(get_xp(p)) == "cupy" for p in params.values())
-        self.block_size = None if on_gpu else self.CPU_BLOCK
+        xp = get_xp(arena.params)
+        self.flat_m, self.flat_v = xp.zeros_like(arena.params), xp.zeros_like(arena.params)  # (P,) each
+        self._tmp = xp.empty_like(arena.params)                  # (P,)  scratch
+        self.m, self.v = arena.views(self.flat_m), arena.views(self.flat_v)  # name -> view, for checkpoints
+        self.block_size = None if name_of(xp) == "cupy" else self.CPU_BLOCK
 
-    def step(self, grads, lr, parallel=None):
-        """One update of every parameter from its gradient (name -> array, like params).
+    def step(self, lr, parallel=None):
+        """One update of every parameter from its gradient (the arena's two flat arrays).
 
-        parallel: a DataParallel to share the work with: each of its threads updates one of its
-        groups of parameters (of about equal total size). The update is elementwise work on one
-        core, and NumPy lets go of Python's global lock inside its loops, so the groups run
-        side by side; each parameter's arithmetic is the same whichever thread does it."""
+        parallel: a DataParallel to share the work with: each of its threads updates one part
+        of the arena (`parallel.parts`, contiguous slices of about equal size). The update is
+        elementwise work on one core, and NumPy lets go of Python's global lock inside its
+        loops, so the parts run side by side; each element's arithmetic is the same whichever
+        thread does it."""
         self.t += 1
         b1, b2, t = self.beta1, self.beta2, self.t
         c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t                    # (ADAM-3) bias corrections, scalars
@@ -112,19 +120,21 @@ class Adam:
         # = (lr sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2)), one pass fewer over each parameter
         step_size, eps = lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)  # (ADAM-3)
         if parallel is None:
-            self._update(self.params, grads, step_size, eps)
+            self._update(slice(0, self.arena.size), step_size, eps)
             return
-        parallel.side_by_side([lambda group=group: self._update(group, grads, step_size, eps)
-                               for group in parallel.groups])
+        parallel.side_by_side([lambda part=part: self._update(part, step_size, eps)
+                               for part in parallel.parts])
 
-    def _update(self, names, grads, step_size, eps):
-        for name in names:
-            arrays = (self.params[name], grads[name], self.m[name], self.v[name], self._tmp[name])
-            for block in _row_blocks(arrays[0], self.block_size):
-                self._update_block(*(a[block] for a in arrays), step_size, eps)
+    def _update(self, part, step_size, eps):
+        """The update of the arena's elements in `part` (a slice), block by block."""
+        arrays = (self.arena.params, self.arena.grads, self.flat_m, self.flat_v, self._tmp)
+        size = part.stop - part.start if self.block_size is None else self.block_size
+        for start in range(part.start, part.stop, size):
+            block = slice(start, min(start + size, part.stop))
+            self._update_block(*(a[block] for a in arrays), step_size, eps)
 
     def _update_block(self, p, g, m, v, tmp, step_size, eps):
-        """ADAM-1 to ADAM-4 on one block of a parameter, in place: p, m and v are views.
+        """ADAM-1 to ADAM-4 on one block of the arena, in place: p, m and v are views.
         step_size = lr sqrt(c2) / c1 and eps = eps sqrt(c2), the corrections folded in (step)."""
         xp = get_xp(p)
         b1, b2 = self.beta1, self.beta2
@@ -141,7 +151,7 @@ class Adam:
         p -= tmp                                                 # (ADAM-4)
 
     def state_dict(self):
-        """{"step": t, "m": {name: array}, "v": {name: array}} (live arrays, not copies)."""
+        """{"step": t, "m": {name: array}, "v": {name: array}} (live views, not copies)."""
         return {"step": self.t, "m": self.m, "v": self.v}
 
     def load_state_dict(self, state):
@@ -151,12 +161,3 @@ class Adam:
             mine = getattr(self, which)
             for name, a in mine.items():
                 a[...] = to_device(to_numpy(state[which][name]).astype(a.dtype), get_xp(a))
-
-
-def _row_blocks(a, size):
-    """Slices that cut `a` (at least 1-D) along its first axis into blocks of whole rows, about
-    `size` elements each, so a block of a strided view (MHA's Wq inside Wqkv) is still a view
-    of it; one block when size is None."""
-    rows = len(a)
-    step = rows if size is None else max(1, size * rows // a.size)   # rows per block
-    return [slice(i, i + step) for i in range(0, rows, step)]

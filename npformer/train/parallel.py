@@ -15,12 +15,13 @@ per-part sums, and so is its gradient:
     then:    loss = sum_k loss_k;   dW = sum_k dW_k  for every parameter W
 
 Replica 0 is the model itself. The others are built from the same config and then share its
-parameter arrays (Layer.share_parameters): an optimiser step on the model is seen by every
-replica at once, while each keeps its own gradients, caches and dropout generator (replica k
-draws from a generator seeded by (seed + 1, k)). What a step computes depends on the number
-of parts, never on how threads are scheduled: the parts' gradients are summed in order
-0, 1, ..., so a run is repeatable and resumes exactly. The threads also share the sum and
-Adam's update, a group of parameters each (`groups`, about equal in size).
+parameter arena (Layer.share_parameters): an optimiser step on the model is seen by every
+replica at once, while each keeps its own gradient arena (one flat array), caches and dropout
+generator (replica k draws from a generator seeded by (seed + 1, k)). What a step computes
+depends on the number of parts, never on how threads are scheduled: the parts' gradients are
+summed in order 0, 1, ..., one add of a flat array per replica, so a run is repeatable and
+resumes exactly. The threads also share the sum and Adam's update, a contiguous part of the
+arena each (`parts`, about equal in size).
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -51,8 +52,9 @@ class DataParallel:
             raise ValueError(f"the number of replicas must be at least 1, got {n}.")
         self.model = model
         self.replicas = [model] + [self._replica(model, k) for k in range(1, n)]
-        self.grads = [r.gradients() for r in self.replicas]      # name -> gradient, per replica
-        self.groups = _balanced({k: g.size for k, g in self.grads[0].items()}, n)  # parameter names, one group per thread
+        size = model.arena.size
+        cuts = np.linspace(0, size, n + 1).astype(int)
+        self.parts = [slice(cuts[k], cuts[k + 1]) for k in range(n)]  # of the arena, one per thread
         # part 0 runs in the calling thread; parts 1..n-1 in the pool's
         self.pool = ThreadPoolExecutor(n - 1, thread_name_prefix="npformer-replica") if n > 1 else None
 
@@ -89,16 +91,15 @@ class DataParallel:
             losses = self.side_by_side([lambda k=k: part(k) for k in range(n)])
         finally:
             blas_threads(threads)
-        self.side_by_side([lambda names=names: self._add_up(names, n) for names in self.groups])
+        self.side_by_side([lambda part=part: self._add_up(part, n) for part in self.parts])
         return sum(losses)
 
-    def _add_up(self, names, n):
-        """dW = dW_0 + dW_1 + ... + dW_{n-1}, in that order, into the model's dW, for each name
-        (each thread takes one group of names)."""
-        for name in names:
-            g = self.grads[0][name]
-            for grads in self.grads[1:n]:
-                g += grads[name]
+    def _add_up(self, part, n):
+        """dW = dW_0 + dW_1 + ... + dW_{n-1}, in that order, into the model's gradient arena, on
+        one part of it (each thread takes one part)."""
+        g = self.model.arena.grads[part]
+        for replica in self.replicas[1:n]:
+            g += replica.arena.grads[part]
 
     def side_by_side(self, calls):
         """Run zero-argument callables, the first in this thread and the others in the pool's;
@@ -125,13 +126,3 @@ class DataParallel:
             use_generator(replica, default_rng(replica.xp, int(seq.generate_state(1)[0])))
         return False
 
-
-def _balanced(sizes, n):
-    """Names in n groups of about equal total size: each name, largest first, joins the group
-    that is smallest so far."""
-    groups, totals = [[] for _ in range(n)], [0] * n
-    for name in sorted(sizes, key=lambda k: -sizes[k]):
-        i = totals.index(min(totals))
-        groups[i].append(name)
-        totals[i] += sizes[name]
-    return groups
