@@ -30,12 +30,12 @@ def test_smoke_run_prints_every_ratio_the_time_to_solve_and_writes_the_table(tmp
     out = capsys.readouterr().out
     assert "npformer bench: backend " in out and "GFLOP/s measured" in out
     for w in SMOKE:
-        cells = _row(out, w.name)                                # name, np ms, torch ms, ratio, ...
-        assert all(re.fullmatch(NUMBER, c) for c in cells[1:4]), cells   # npformer ms, PyTorch ms, ratio
+        cells = _row(out, w.name)                                # name, np ms, ops, torch ms, ratio, ...
+        assert all(re.fullmatch(NUMBER, c) for c in cells[1:5]), cells   # npformer ms, ops/step, PyTorch ms, ratio
     assert re.search(r"^  npformer +(reached|not reached)", out, re.M), out
     assert re.search(r"^  torch +(reached|not reached)", out, re.M), out
     text = md.read_text()
-    assert "| workload | sizes | npformer ms/step | PyTorch ms/step | npformer / PyTorch |" in text
+    assert "| workload | sizes | npformer ms/step | array ops/step | PyTorch ms/step | npformer / PyTorch |" in text
     assert all(f"| {w.name} |" in text for w in SMOKE)
     assert "threads:" in text and "matrix-multiply rate measured alone" in text and "torch 2." in text
     assert "## Time to solve" in text and "| npformer |" in text and "| PyTorch |" in text
@@ -47,7 +47,7 @@ def test_without_torch_npformer_is_timed_alone(tmp_path, capsys):
     out = capsys.readouterr().out
     for w in SMOKE:
         cells = _row(out, w.name)
-        assert re.fullmatch(NUMBER, cells[1]) and cells[2] == "-" and cells[3] == "-", cells
+        assert re.fullmatch(NUMBER, cells[1]) and int(cells[2]) > 0 and cells[3] == "-" and cells[4] == "-", cells
     assert [t.workload.name for t in timings] == [w.name for w in SMOKE] and solves == []
     assert all(len(t.times["npformer"]) >= 1 for t in timings)
     assert "| tiny |" in md.read_text()
@@ -55,7 +55,7 @@ def test_without_torch_npformer_is_timed_alone(tmp_path, capsys):
 
 def test_a_gpu_page_is_measured_not_judged():
     from npformer.bench import report
-    timings, _ = run(["reference", "large"], with_torch=False, solve=False, memory=False, seconds=0.0,
+    timings, _ = run(["reference", "large"], with_torch=False, solve=False, memory=False, count=False, seconds=0.0,
                      min_steps=1, max_steps=1, warmup=1, write=lambda s: None)
     env = {"machine": "a GPU", "threads": 1, "versions": {}, "matmul": 1e12, "load": [0.0]}
     cpu = report.markdown(timings, [], None, {**env, "backend": "numpy"}, "npformer bench")
@@ -148,3 +148,15 @@ def test_a_float32_training_step_makes_no_float64_array(monkeypatch):
     monkeypatch.setattr(backend.StrictArray, "__init__", recording)
     step.step(batch)
     assert not made, f"float64 arrays of shapes {made} in a float32 step"
+
+
+def test_the_reference_step_stays_under_its_array_operation_ceiling():
+    """On a GPU every array operation is a kernel launched from Python: the reference workload's
+    step may not silently grow past its ceiling (bench/count.py). The optimiser's part is a
+    handful of operations over the flat arena, whatever the number of parameters."""
+    from npformer.bench.count import REFERENCE_CEILING, operations_per_step
+    from npformer.bench.workloads import BY_NAME
+    ops = operations_per_step(BY_NAME["reference"], sites=True)
+    optimiser = sum(n for site, n in ops.sites.items() if site.startswith("npformer/train/optim.py"))
+    assert 0 < ops.n <= REFERENCE_CEILING, f"{ops.n} array operations per step:\n{ops.sites.most_common(15)}"
+    assert 0 < optimiser <= 20, ops.sites

@@ -23,7 +23,7 @@ SMOKE = [Workload("tiny", 16, 2, 32, 1, batch=4, min_len=1, max_len=5, dropout=0
 
 
 def run(workloads=None, backend=None, threads=None, with_torch=True, solve=True, memory=True,
-        seconds=10.0, min_steps=5, max_steps=200, warmup=2, markdown=None, command="npformer bench",
+        count=True, seconds=10.0, min_steps=5, max_steps=200, warmup=2, markdown=None, command="npformer bench",
         smoke=False, note=None, write=print):
     """Run the benchmark, print its table, and write `markdown` (a path) if given.
     Returns (timings, solves)."""
@@ -61,7 +61,8 @@ def run(workloads=None, backend=None, threads=None, with_torch=True, solve=True,
     timings = []
     for w in workloads:
         r = bench_workload(w, backend, threads, with_torch, warmup=warmup, min_steps=min_steps,
-                           seconds=seconds, max_steps=max_steps, memory=memory, matmul_n=n)
+                           seconds=seconds, max_steps=max_steps, memory=memory, matmul_n=n,
+                           count=count)
         timings.append(r)
         write(report.line(r, env["matmul"], targets=report.has_targets(backend)))
 

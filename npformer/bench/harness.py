@@ -17,6 +17,7 @@ work, not queued launches.
 import time
 from dataclasses import dataclass, field
 
+from npformer.bench.count import operations_per_step
 from npformer.bench.steps import NpformerStep
 from npformer.bench.torch_reference import build as build_torch
 from npformer.bench.torch_reference import require_torch
@@ -46,6 +47,7 @@ class Timing:
     flops: float                   # mean matrix-product FLOPs of one step over the batches used
     peak_bytes: dict = field(default_factory=dict)   # framework -> bytes, or None
     matmul_flops: float = 0.0      # FLOPs of the ceiling's product, when it was timed alongside
+    operations: int = None         # array operations in one npformer step (bench/count.py), or None
 
     def median(self, name):
         t = sorted(self.times[name])
@@ -102,8 +104,12 @@ def time_interleaved(runners, host_batches, warmup=2, min_steps=5, seconds=10.0,
 
 
 def bench_workload(workload, backend="numpy", threads=None, with_torch=True, n_batches=8,
-                   warmup=2, min_steps=5, seconds=10.0, max_steps=200, memory=True, matmul_n=None):
+                   warmup=2, min_steps=5, seconds=10.0, max_steps=200, memory=True, matmul_n=None,
+                   count=True):
     """Time one workload for npformer (and PyTorch). Returns a Timing.
+
+    count: also count the array operations of one npformer step (on the strict backend, so the
+    figure is the same on every machine; bench/count.py).
 
     matmul_n: also time the ceiling's (n,n) product in the same interleaved rounds, so the
     share of the matrix-multiply rate compares two figures measured under the same load."""
@@ -119,6 +125,8 @@ def bench_workload(workload, backend="numpy", threads=None, with_torch=True, n_b
     flops = sum(step_flops(workload, b[0].shape[1], b[1].shape[1]) for b in host) / len(host)
     result = Timing(workload, times, flops, matmul_flops=runners["matmul"].flops if matmul_n else 0.0)
     del runners                                                   # free the models before measuring memory
+    if count:
+        result.operations = operations_per_step(workload).n
     if memory:
         for name in ("npformer", "torch"):
             if name in result.times:

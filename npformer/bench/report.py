@@ -6,7 +6,7 @@ import datetime
 from npformer.bench.harness import TARGET_MATMUL_FRACTION, TARGET_RATIO
 from npformer.train.optim import AFTER_WARMUP
 
-HEADER = (f"{'workload':18} {'npformer ms':>11} {'PyTorch ms':>10} {'ratio':>6} {'target':>7}  "
+HEADER = (f"{'workload':18} {'npformer ms':>11} {'ops/step':>8} {'PyTorch ms':>10} {'ratio':>6} {'target':>7}  "
           f"{'GFLOP/s':>7} {'matmul':>7} {'of matmul':>9}  {'peak MB np / torch':>18}")
 
 
@@ -18,6 +18,10 @@ def matmul_rate(r, fallback):
 
 def _mb(b):
     return "n/a" if b is None else f"{b / 2**20:.0f}"
+
+
+def _ops(r):
+    return "n/a" if r.operations is None else str(r.operations)
 
 
 def _target(name):
@@ -53,7 +57,7 @@ def line(r, matmul, targets=True):
         flag = _met(r.ratio, TARGET_RATIO.get(w.name))
         if w.name in TARGET_MATMUL_FRACTION:
             flag += _met(frac, TARGET_MATMUL_FRACTION[w.name], at_most=False)
-    return (f"{w.name:18} {r.median('npformer') * 1e3:11.1f} {torch_ms} {ratio} {target:>7}  "
+    return (f"{w.name:18} {r.median('npformer') * 1e3:11.1f} {_ops(r):>8} {torch_ms} {ratio} {target:>7}  "
             f"{r.flop_rate() / 1e9:7.1f} {matmul / 1e9:7.0f} {frac:8.0%}  {mem:>18}{flag}")
 
 
@@ -107,9 +111,13 @@ def markdown(results, solves, solve_cfg, env, command):
            "PyTorch for two more masks per sublayer. Both models start from npformer's initial "
            "distributions.", "",
            *([GPU_NOTE, ""] if not has_targets(env["backend"]) else []),
-           "| workload | sizes | npformer ms/step | PyTorch ms/step | npformer / PyTorch | target | "
+           "Array ops/step counts the array operations of one npformer training step (clipping "
+           "included) with one replica, as on a GPU, where each is at least one kernel launched "
+           "from Python: counted on the strict backend (`python -m npformer.bench.count`), so the "
+           "figure does not depend on the machine.", "",
+           "| workload | sizes | npformer ms/step | array ops/step | PyTorch ms/step | npformer / PyTorch | target | "
            "npformer GFLOP/s | matmul GFLOP/s | of matmul rate | peak MB npformer | peak MB PyTorch |",
-           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in results:
         w = r.workload
         torch_ms = f"{r.median('torch') * 1e3:.1f}" if r.ratio is not None else "-"
@@ -119,7 +127,7 @@ def markdown(results, solves, solve_cfg, env, command):
         if target and w.name in TARGET_MATMUL_FRACTION:
             target += f"; >= {TARGET_MATMUL_FRACTION[w.name]:.0%} of matmul"
         matmul = matmul_rate(r, env["matmul"])
-        out.append(f"| {w.name} | {w.describe()} | {r.median('npformer') * 1e3:.1f} | {torch_ms} | {ratio} | "
+        out.append(f"| {w.name} | {w.describe()} | {r.median('npformer') * 1e3:.1f} | {_ops(r)} | {torch_ms} | {ratio} | "
                    f"{target} | {r.flop_rate() / 1e9:.0f} | {matmul / 1e9:.0f} | {r.flop_rate() / matmul:.0%} | "
                    f"{_mb(r.peak_bytes.get('npformer'))} | {_mb(r.peak_bytes.get('torch'))} |")
     if solves:

@@ -26,6 +26,8 @@ def add_parser(sub):
     p.add_argument("--no-torch", action="store_true", help="time npformer alone")
     p.add_argument("--no-solve", action="store_true", help="skip the time-to-solve comparison")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--no-count", action="store_true",
+                   help="skip counting the array operations of a step (on the strict backend)")
     p.add_argument("--markdown", metavar="PATH",
                    help="also write the results as a Markdown page at PATH (the published pages are "
                         "docs/benchmarks.md, and docs/benchmarks-gpu.md for --backend cupy); without it "
@@ -56,6 +58,6 @@ def run(args):
     if args.markdown is not None and (not args.markdown or os.path.isdir(args.markdown)):
         raise ConfigError(f"--markdown needs the path of a file to write, got {args.markdown!r}.")
     bench(names, backend=args.backend, threads=args.threads, with_torch=not args.no_torch,
-          solve=not args.no_solve, memory=not args.no_memory, seconds=args.seconds,
+          solve=not args.no_solve, memory=not args.no_memory, count=not args.no_count, seconds=args.seconds,
           min_steps=args.min_steps, markdown=args.markdown, smoke=args.smoke, note=args.note,
           command="npformer " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "npformer bench")
