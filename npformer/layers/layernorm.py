@@ -30,7 +30,7 @@ class LayerNorm(Layer):
         mu = xp.einsum("...d->...", x)[..., None] / D            # (...,1)  the row mean  (LN-1)
         xc = x - mu                                              # (...,D)
         var = xp.einsum("...d,...d->...", xc, xc)[..., None] / D  # (...,1)  biased variance  (LN-2)
-        rstd = 1.0 / xp.sqrt(var + self.eps)                     # (...,1)
+        rstd = (var + self.eps) ** -0.5                          # (...,1)  1/sqrt(var + eps): a power, not a root and a division
         xhat = xp.multiply(xc, rstd, out=xc)                     # (...,D)  xc is not needed again  (LN-3)
         self.cache = (xhat, rstd)
         y = xhat * self.params["gamma"]                          # (...,D)
