@@ -8,12 +8,12 @@ from npformer.layers.feedforward import FeedForward
 from npformer.layers.layernorm import LayerNorm
 from npformer.layers.linear import Linear, linear_backward
 from npformer.layers.positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
-from npformer.layers.softmax import MASK_FILL, Mask, Softmax, softmax, softmax_backward
+from npformer.layers.softmax import MASK_FILL, Softmax, softmax, softmax_backward
 from npformer.layers.sublayer import SublayerConnection
 
 __all__ = [
     "Layer", "Linear", "linear_backward", "Embedding", "TokenError", "check_ids",
     "SinusoidalPositionalEncoding", "LearnedPositionalEncoding", "Dropout", "Softmax", "softmax",
-    "softmax_backward", "MASK_FILL", "Mask", "ScaledDotProductAttention", "MultiHeadAttention",
+    "softmax_backward", "MASK_FILL", "ScaledDotProductAttention", "MultiHeadAttention",
     "LayerNorm", "FeedForward", "SublayerConnection",
 ]

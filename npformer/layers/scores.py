@@ -26,7 +26,7 @@ import numpy as np
 from npformer.backend import get_xp
 from npformer.layers.base import Layer
 from npformer.layers.linear import glorot
-from npformer.layers.softmax import MASK_FILL, Mask, softmax, softmax_backward
+from npformer.layers.softmax import MASK_FILL, softmax, softmax_backward
 
 COSINE_EPS = 1e-6          # inside the square root of |q|^2, so a zero query has a finite norm
 COSINE_SCALE = 10.0        # the initial (or fixed) g: |cos| <= 1, so softmax needs g to be peaked
@@ -35,7 +35,6 @@ COSINE_SCALE = 10.0        # the initial (or fixed) g: |cos| <= 1, so softmax ne
 def hard_weights(scores, keep):
     """One-hot on the highest kept score of each row; a row with nothing kept stays all zero."""
     xp = get_xp(scores)
-    keep = None if keep is None else Mask.of(keep).keep          # the boolean array
     if keep is not None:
         scores = xp.where(keep, scores, MASK_FILL)               # (B,H,T,S)
     best = scores.argmax(axis=-1)                                # (B,H,T)

@@ -9,53 +9,33 @@ from npformer.layers.base import Layer
 MASK_FILL = -1e9
 
 
-class Mask:
-    """A boolean keep mask (True = may attend) with the two things softmax derives from it,
-    made once per batch (by the encoder and the decoder) instead of again in every attention
-    layer that reads the same mask:
-
-        keep      broadcastable to the scores (B,H,T,S): (B,1,1,S), (1,1,T,T) or (B,1,T,T)
-        hide      ~keep, where the scores are replaced by MASK_FILL
-        has_key   keep.any(axis=-1): rows that may attend to at least one key (others give 0)
-    """
-
-    def __init__(self, keep):
-        self.keep = keep
-        self.hide = ~keep                                        # like keep
-        self.has_key = keep.any(axis=-1, keepdims=True)          # (...,1)
-
-    @classmethod
-    def of(cls, keep):
-        """keep as a Mask: a Mask as it is, a boolean array wrapped, None (no mask) as None."""
-        return keep if keep is None or isinstance(keep, cls) else cls(keep)
-
-
 def softmax(x, keep=None, out=None):
     """y = exp(x - max) / sum(exp(x - max)) along the last axis.
 
-    keep: a Mask or a boolean array, broadcastable to x; False entries get probability exactly
-    0, and a row with no True entry gives all zeros instead of NaN. out: the array to build y in; pass x itself
+    keep: boolean, broadcastable to x; False entries get probability exactly 0, and a row with
+    no True entry gives all zeros instead of NaN. out: the array to build y in; pass x itself
     when x is a fresh array of the caller's (attention's scores), to save a copy.
     """
     xp = get_xp(x)
-    mask = Mask.of(keep)
     # One array, every step in place on it: in attention x is the (B,H,T,S) scores, the
     # largest array of the layer, and each extra temporary is another pass over memory.
     z = x.copy() if out is None else out                         # (...,N)
     if out is not None and out is not x:
         z[...] = x
-    if mask is not None:
-        xp.copyto(z, MASK_FILL, where=mask.hide)                 # (...,N)  only where keep is False
+    if keep is not None:
+        # only where keep is False, and keep is small ((B,1,1,S) or (1,1,T,T)): ~keep costs little
+        xp.copyto(z, MASK_FILL, where=~keep)                     # (...,N)
     z -= z.max(axis=-1, keepdims=True)                           # (...,N)  max subtracted: exp never overflows
     e = xp.exp(z, out=z)                                         # (...,N)  masked entries: exp(MASK_FILL - max) = 0
     # the row sums as an einsum: NumPy's e.sum(axis=-1) is 2-8x slower on short rows (17 to 129 keys)
     s = xp.einsum("...n->...", e)[..., None]                     # (...,1)
-    if mask is None:
+    if keep is None:
         e *= 1 / s                                               # (...,N)  (SM-1)
         return e
     # A row masked everywhere has z = 0 and e = 1 throughout: its factor is 0, which zeroes it.
     # Every other row is divided by its sum, >= 1. One multiply does both.
-    e *= mask.has_key / s                                        # (...,N)  (SM-1)
+    has_key = keep.any(axis=-1, keepdims=True)                   # (...,1)  broadcastable, like keep
+    e *= has_key / s                                             # (...,N)  (SM-1)
     return e
 
 

@@ -1,7 +1,7 @@
 """The decoder: N layers of masked self-attention, cross-attention and feed-forward.
 docs: derivations/stacks.md"""
 
-from npformer.layers import Dropout, FeedForward, Layer, LayerNorm, Mask, MultiHeadAttention, SublayerConnection
+from npformer.layers import Dropout, FeedForward, Layer, LayerNorm, MultiHeadAttention, SublayerConnection
 
 
 class DecoderLayer(Layer):
@@ -64,7 +64,6 @@ class Decoder(Layer):
             self.norm = LayerNorm(d_model, xp=xp, dtype=dtype)
 
     def forward(self, y, memory, tgt_keep, src_keep, training=True, caches=None):
-        tgt_keep, src_keep = Mask.of(tgt_keep), Mask.of(src_keep)  # once for every layer, not in each
         for i, layer in enumerate(self.layers):
             y = layer.forward(y, memory, tgt_keep, src_keep, training,
                               None if caches is None else caches[i])  # (B,T,D)

@@ -1,6 +1,6 @@
 """The encoder: N identical layers of self-attention and feed-forward.  docs: derivations/stacks.md"""
 
-from npformer.layers import Dropout, FeedForward, Layer, LayerNorm, Mask, MultiHeadAttention, SublayerConnection
+from npformer.layers import Dropout, FeedForward, Layer, LayerNorm, MultiHeadAttention, SublayerConnection
 
 
 class EncoderLayer(Layer):
@@ -47,7 +47,6 @@ class Encoder(Layer):
             self.norm = LayerNorm(d_model, xp=xp, dtype=dtype)
 
     def forward(self, x, src_keep, training=True):               # x: (B,S,D)
-        src_keep = Mask.of(src_keep)                             # once for every layer, not in each
         for layer in self.layers:
             x = layer.forward(x, src_keep, training)             # (B,S,D)
         return self.norm.forward(x) if hasattr(self, "norm") else x  # (B,S,D)
