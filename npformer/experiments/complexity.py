@@ -181,14 +181,19 @@ def sweep(points, fixed, vary, batch, repeats, log):
 
 
 def crossover(rows, key):
-    """The first n (or d) where the GRU's number falls below attention's: (value, interpolated)."""
+    """Where the GRU's number and attention's are equal, interpolated between measured points
+    (geometrically): a value if the ratio crosses 1 once, "several" if it crosses more than once
+    (noise, at sizes where the two are close), None if it does not cross."""
     vary = "n" if rows[0]["d"] == rows[-1]["d"] else "d"
     ratios = [(r[vary], r["attention"][key] / r["gru"][key]) for r in rows]
+    found = []
     for (v0, q0), (v1, q1) in zip(ratios, ratios[1:]):
         if (q0 - 1) * (q1 - 1) <= 0 and q0 != q1:
             lv = np.log(v0) + (np.log(v1) - np.log(v0)) * (1 - q0) / (q1 - q0)
-            return float(np.exp(lv))                             # geometric interpolation of ratio = 1
-    return None
+            found.append(float(np.exp(lv)))
+    if len(found) > 1:
+        return "several"
+    return found[0] if found else None
 
 
 def figure(path, by_n, by_d, d_fixed, n_fixed, batch):
@@ -258,7 +263,9 @@ def main(argv=None):
                 for k in ("attention", "gru"))
     cross_flops_n, cross_time_n = crossover(by_n, "flops"), crossover(by_n, "seconds")
     cross_flops_d, cross_time_d = crossover(by_d, "flops"), crossover(by_d, "seconds")
-    fmt = lambda v: "not within the points measured" if v is None else f"about {v:.0f}"
+    fmt = lambda v: ("not within the points measured" if v is None else
+                     "more than one point (the two are close there, and timing noise decides)" if v == "several"
+                     else f"about {v:.0f}")
     shows = (("The counted operations of both layers follow the formulas above exactly, so their orders "
               "are Table 1's, and their ratio crosses 1 where n = d. ") if exact else
              "The counted operations do not match the formulas above: the layers changed; read the tables. ")
