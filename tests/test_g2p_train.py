@@ -147,3 +147,12 @@ def test_g2p_error_paths(tmp_path, capsys):
                  "--out", str(tmp_path / "copy")]) == 0
     capsys.readouterr()
     _one_line_error(capsys, ["pronounce", str(tmp_path / "copy" / "model.npz"), "cab"], "not trained on the g2p task")
+
+
+def test_the_pytorch_reference_trains_on_the_same_batches_and_scores(tmp_path, lexicon_path):
+    pytest.importorskip("torch")
+    from npformer.experiments.g2p_torch import train
+    cfg = TrainConfig.for_task("g2p", data=lexicon_path, steps=5, **TINY)
+    record = train(cfg, minutes=1.0, threads=1, log=lambda line: None)
+    assert record["steps"] == 5 and record["test_greedy"]["words"] == 12 and 0 <= record["dev"]["wer"] <= 1
+    assert record["params"] == sum(p.size for p in trainer_class("g2p")(cfg).params.values())
