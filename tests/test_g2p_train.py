@@ -54,6 +54,8 @@ def test_training_scores_dev_keeps_the_best_and_scores_test(tmp_path, lexicon_pa
     test = json.load(open(tmp_path / "run" / "test.json"))
     assert test["words"] == len(trainer.task.test) and 0 <= test["beam"]["wer"] <= 1
     assert test == trainer.test
+    fresh(cfg, str(tmp_path / "run"), force=True)               # starting over drops the old run's files
+    assert sorted(os.listdir(tmp_path / "run")) == ["model.npz"]
 
 
 def test_early_stopping_after_patience_evaluations_without_a_better_dev_wer(tmp_path, lexicon_path):

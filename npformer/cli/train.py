@@ -132,7 +132,8 @@ def run(args):
           f"batch {cfg.batch_size}, lr {cfg.lr:g} after {cfg.warmup} warm-up steps, "
           f"{AFTER_WARMUP[cfg.schedule]}, "
           f"backend {name_of(trainer.model.xp)}"
-          + (f", {cfg.replicas} replicas" if cfg.replicas > 1 else ""), flush=True)
+          + (f", {cfg.replicas} replicas" if cfg.replicas > 1 else "")
+          + (f", time budget {cfg.time_budget:g} min" if cfg.time_budget else ""), flush=True)
     try:
         with warnings.catch_warnings():                          # overflow on the way to a divergence: the
             warnings.simplefilter("ignore", RuntimeWarning)      # check below says it in one sentence
@@ -145,12 +146,12 @@ def run(args):
         print(f"npformer train: interrupted at step {trainer.step}; {kept}", file=sys.stderr)
         return 130
 
-    minutes, seconds = divmod(result.wall_s, 60)
     if cfg.task == "g2p":
         print_g2p(trainer, result, out)
         return 0
     verdict = (f"reached the target {cfg.target}" if result.reached
                else f"did not reach the target {cfg.target} within {cfg.steps} steps")
+    minutes, seconds = divmod(result.wall_s, 60)
     print(f"held-out exact match {result.exact_match:.3f} ({cfg.eval_size} sequences), token accuracy "
           f"{result.token_accuracy:.4f} at step {result.step}: {verdict}")
     print(f"wall time {int(minutes)}m{seconds:04.1f}s for {result.step} steps")

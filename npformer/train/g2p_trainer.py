@@ -17,7 +17,7 @@ from npformer.backend import to_numpy
 from npformer.errors import ConfigError
 from npformer.model.checkpoint import load_into, read
 from npformer.train.g2p import G2PData, Vocab, score_words
-from npformer.train.loop import Trainer
+from npformer.train.loop import METRICS, Trainer
 
 BEST = "best.npz"
 TEST = "test.json"
@@ -26,6 +26,8 @@ TEST_BEAM = 5
 
 class G2PTrainer(Trainer):
     """A run of the g2p task; the toy tasks' Trainer with the task's hooks filled in."""
+
+    files = (METRICS, BEST, TEST)
 
     def make_task(self):
         return G2PData.load(self.cfg.data, self.cfg.batch_size, self.cfg.seed)
