@@ -101,6 +101,8 @@ def test_time_budget_stops_any_task_then_evaluates_and_saves(tmp_path):
     result = trainer.run(progress=False, write=lambda line: None)
     assert result.out_of_time and result.step < 10_000 and trainer.time_left() <= 0
     assert read(str(tmp_path / "run" / "model.npz"))[0]["meta"]["step"] == result.step
+    again = Trainer.resume(str(tmp_path / "run"))              # the budget counts earlier sessions: no step more
+    assert again.run(progress=False, write=lambda line: None).step == result.step
     assert _left(75.4) == "  1m15s left" and _left(None) == "" and _left(-3) == "  0m00s left"
 
 

@@ -12,8 +12,8 @@ def add_parser(sub):
     p.add_argument("words", metavar="WORD", nargs="+", help="a word, in the letters the model was trained on")
     p.add_argument("--beam", type=int, default=1, metavar="N", help="beam size; 1 is greedy (default 1)")
     p.add_argument("--show-attention", metavar="PATH", default=None,
-                   help="write the cross-attention of the first word (letters against phonemes) to this PNG "
-                        "(needs matplotlib: pip install npformer[plot])")
+                   help="write the cross-attention of the first word, decoded greedily (letters against "
+                        "phonemes), to this PNG (needs matplotlib: pip install npformer[plot])")
     add_backend_flag(p)
     p.set_defaults(func=run)
 
