@@ -12,7 +12,6 @@ evaluation, early stopping on dev WER, and the test set scored at the end.  docs
 import json
 import os
 
-
 from npformer.backend import to_numpy
 from npformer.errors import ConfigError
 from npformer.model.checkpoint import load_into, read
@@ -52,7 +51,7 @@ class G2PTrainer(Trainer):
         best = last.get("best_dev_wer")
         improved = best is None or ev["wer"] < best
         if improved:
-            self.best_params = {k: to_numpy(v).copy() for k, v in self.params.items()}
+            self.best_params = self.params_now()
             if self.out_dir is not None:
                 self.model.save(self.path(BEST), meta=self.state_meta())
         return {"exact_match": 1.0 - ev["wer"], "dev_wer": ev["wer"], "dev_per": ev["per"],
@@ -115,6 +114,7 @@ class G2PTrainer(Trainer):
         return out
 
     def params_now(self):
+        """A host copy of the parameters."""
         return {k: to_numpy(v).copy() for k, v in self.params.items()}
 
 
