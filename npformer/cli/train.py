@@ -48,6 +48,7 @@ FLAGS = [
 ]
 CHOICES = {"task": ("copy", "reverse", "sort", "g2p"), "norm": ("post", "pre"), "schedule": SCHEDULES,
            "model": ("transformer", "rnn", "rnn-attention"), "attention_score": SCORES}
+METAVARS = {"data": "PATH", "time_budget": "MINUTES"}
 
 
 def add_parser(sub):
@@ -61,12 +62,14 @@ def add_parser(sub):
                     "A run that diverges stops with a message naming the step and the checkpoint kept: when the "
                     "loss is not finite, when its running average stays above --diverge-factor times its best "
                     "for --diverge-steps steps, or when an evaluation's exact match falls more than "
-                    "--diverge-drop below the last saved one (which is then not overwritten).")
+                    "--diverge-drop below the last saved one (which is then not overwritten). "
+                    "--task g2p trains on real data, spelling to pronunciation (docs/g2p.md): it scores dev WER "
+                    "and PER, stops early on dev WER, and scores the test words at the end.")
     add_backend_flag(p)
     for flag, name, kind, text in FLAGS:
         # default None: on --resume only the flags actually given are compared with the saved run
         p.add_argument(flag, dest=name, type=kind, default=None, choices=CHOICES.get(name),
-                       metavar=None if name in CHOICES else name.split("_")[-1].upper(),
+                       metavar=None if name in CHOICES else METAVARS.get(name, name.split("_")[-1].upper()),
                        help=_help(text, name, defaults))
     p.add_argument("--out", metavar="DIR", default=None, help="run directory (default runs/TASK)")
     p.add_argument("--resume", action="store_true",
