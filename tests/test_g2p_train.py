@@ -54,8 +54,10 @@ def test_training_scores_dev_keeps_the_best_and_scores_test(tmp_path, lexicon_pa
     test = json.load(open(tmp_path / "run" / "test.json"))
     assert test["words"] == len(trainer.task.test) and 0 <= test["beam"]["wer"] <= 1
     assert test == trainer.test
-    fresh(cfg, str(tmp_path / "run"), force=True)               # starting over drops the old run's files
-    assert sorted(os.listdir(tmp_path / "run")) == ["model.npz"]
+    again = fresh(cfg, str(tmp_path / "run"), force=True)       # --force: the earlier run stays until the first save,
+    again.step = 1                                               # then its best and test scores go with it
+    again.evaluate()
+    assert sorted(os.listdir(tmp_path / "run")) == ["best.npz", "metrics.jsonl", "model.npz"]
 
 
 def test_early_stopping_after_patience_evaluations_without_a_better_dev_wer(tmp_path, lexicon_path):
@@ -145,7 +147,7 @@ def test_g2p_error_paths(tmp_path, capsys):
     _one_line_error(capsys, ["train", "--task", "g2p", "--data", str(empty), "--out", str(tmp_path / "b")],
                     "no usable line")
     _one_line_error(capsys, ["train", "--task", "copy", "--time-budget", "0", "--out", str(tmp_path / "c")],
-                    "time_budget")
+                    "--time-budget must be a positive number")
     assert main(["train", "--task", "copy", "--d-model", "16", "--n-heads", "2", "--d-ff", "32", "--n-layers", "1",
                  "--steps", "1", "--eval-every", "1", "--eval-size", "4", "--no-progress",
                  "--out", str(tmp_path / "copy")]) == 0

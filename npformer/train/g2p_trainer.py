@@ -16,7 +16,7 @@ from npformer.backend import to_numpy
 from npformer.errors import ConfigError
 from npformer.model.checkpoint import load_into, read
 from npformer.train.g2p import G2PData, Vocab, score_words
-from npformer.train.loop import METRICS, Trainer
+from npformer.train.loop import Trainer
 
 BEST = "best.npz"
 TEST = "test.json"
@@ -25,8 +25,6 @@ TEST_BEAM = 5
 
 class G2PTrainer(Trainer):
     """A run of the g2p task; the toy tasks' Trainer with the task's hooks filled in."""
-
-    files = (METRICS, BEST, TEST)
 
     def make_task(self):
         return G2PData.load(self.cfg.data, self.cfg.batch_size, self.cfg.seed)
@@ -54,6 +52,8 @@ class G2PTrainer(Trainer):
             self.best_params = self.params_now()
             if self.out_dir is not None:
                 self.model.save(self.path(BEST), meta=self.state_meta())
+                if self.replacing and os.path.exists(self.path(TEST)):   # --force: the earlier run's test scores go now
+                    os.remove(self.path(TEST))
         return {"exact_match": 1.0 - ev["wer"], "dev_wer": ev["wer"], "dev_per": ev["per"],
                 "best_dev_wer": ev["wer"] if improved else best,
                 "best_step": self.step if improved else last["best_step"],
