@@ -94,12 +94,13 @@ class MultiHeadAttention(Layer):
         self.Wqkv, self.bqkv = params["Wqkv"], params["bqkv"]    # the packed arrays the views come from
         self.dWqkv, self.dbqkv = grads["Wqkv"], grads["bqkv"]
 
-    def split_heads(self, x):                                    # x: (B,N,D), or (B,N,n*D)
-        """(B,N,D) -> (B,H,N,K). A (B,N,n*D) input, n projections side by side (Q|K|V), gives
-        (n,B,H,N,K), to unpack as q, k, v. Views only: no copy."""
-        B, N, E = x.shape
+    def split_heads(self, x):                                    # x: (B,L,D), or (B,L,n*D)
+        """(B,L,D) -> (B,H,L,K), L the length (T for queries, S for keys and values). A (B,L,n*D)
+        input, n projections side by side (Q|K|V), gives (n,B,H,L,K), to unpack as q, k, v.
+        Views only: no copy."""
+        B, L, E = x.shape
         n, H = E // self.d_model, self.n_heads
-        heads = x.reshape(B, N, n, H, self.d_model // H).transpose(2, 0, 3, 1, 4)  # (n,B,H,N,K)
+        heads = x.reshape(B, L, n, H, self.d_model // H).transpose(2, 0, 3, 1, 4)  # (n,B,H,L,K)
         return heads[0] if n == 1 else heads
 
     def forward(self, x, keep=None, memory=None, kv_cache=None):

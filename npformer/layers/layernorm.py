@@ -42,7 +42,7 @@ class LayerNorm(Layer):
         xhat, rstd = self.cache
         D = xhat.shape[-1]
         # gamma and beta broadcast over every leading axis: their gradients sum over all rows
-        dout2, xhat2 = dout.reshape(-1, D), xhat.reshape(-1, D)  # (N,D)
+        dout2, xhat2 = dout.reshape(-1, D), xhat.reshape(-1, D)  # (B*T,D)
         self.grads["beta"] += xp.ones(len(dout2), dtype=dout2.dtype) @ dout2  # (D,)  column sums, as in linear_backward  (LN-5)
         self.grads["gamma"] += xp.einsum("nd,nd->d", dout2, xhat2)  # (D,)  column sums of dout*xhat  (LN-6)
         dxhat = dout * self.params["gamma"]                      # (...,D)  fwd: y = gamma * xhat + beta  (LN-7)
