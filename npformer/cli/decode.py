@@ -33,9 +33,10 @@ def run(args):
     import numpy as np
 
     from npformer.model.checkpoint import load
+    from npformer.model.decoding import MAX_BEAM
     from npformer.train.tasks import BOS, EOS, FIRST_SYMBOL, Task, pad, strip
 
-    check_int("--beam", args.beam, 1, 1000)
+    check_int("--beam", args.beam, 1, MAX_BEAM)
     if args.max_len is not None:
         check_int("--max-len", args.max_len, 1, MAX_SIZE["max_len"])
     sources = [parse_tokens(s) for s in args.sources]

@@ -1,7 +1,7 @@
 """`npformer pronounce CKPT WORD ...`: the phonemes a g2p checkpoint gives each word."""
 
 from npformer.cli import add_backend_flag
-from npformer.errors import ConfigError
+from npformer.errors import ConfigError, check_int
 
 
 def add_parser(sub):
@@ -13,18 +13,18 @@ def add_parser(sub):
     p.add_argument("--beam", type=int, default=1, metavar="N", help="beam size; 1 is greedy (default 1)")
     p.add_argument("--show-attention", metavar="PATH", default=None,
                    help="write the cross-attention of the first word, decoded greedily (letters against "
-                        "phonemes), to this PNG (needs matplotlib: pip install npformer[plot])")
+                        "phonemes), to this PNG (needs matplotlib: pip install -e '.[plot]')")
     add_backend_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args):
     from npformer.model.checkpoint import load
+    from npformer.model.decoding import MAX_BEAM
     from npformer.train.g2p import pronounce
     from npformer.train.g2p_trainer import load_vocab
 
-    if args.beam < 1:
-        raise ConfigError(f"--beam must be at least 1, got {args.beam}.")
+    check_int("--beam", args.beam, 1, MAX_BEAM)                  # the bound decode and beam_search keep
     vocab = load_vocab(args.checkpoint)
     words = [w.lower() for w in args.words]
     src = [vocab.encode_word(w) for w in words]                  # an unknown letter: one sentence, before any work

