@@ -52,7 +52,6 @@ def train_run(out_dir, reuse=False, **settings):
     last = curve[-1]
     return {"settings": settings, "reached": last["exact_match"] >= cfg.target, "step": last["step"],
             "exact_match": last["exact_match"], "wall_s": last["wall_s"],
-            "s_per_step": last["wall_s"] / max(last["step"], 1),
             "curve": [(r["step"], r["exact_match"]) for r in curve]}
 
 
@@ -155,8 +154,7 @@ def summarise(runs, label):
     reached = [r["step"] for r in mine if r["reached"]]
     return {"label": label, "seeds": len(mine), "reached": len(reached),
             "steps": spread(reached), "final": spread([r["exact_match"] for r in mine]),
-            "best": spread([max(e for _, e in r["curve"]) for r in mine]),
-            "s_per_step": spread([r["s_per_step"] for r in mine])}
+            "best": spread([max(e for _, e in r["curve"]) for r in mine])}
 
 
 def overlaps(a, b):
@@ -209,10 +207,9 @@ def main(argv=None):
         return [label, f"{s['reached']} of {s['seeds']}",
                 show_spread([r["step"] for r in mine if r["reached"]]),
                 show_spread([r["exact_match"] for r in mine], 3),
-                show_spread([max(e for _, e in r["curve"]) for r in mine], 3),
-                show_spread([r["s_per_step"] for r in mine], 3)]
+                show_spread([max(e for _, e in r["curve"]) for r in mine], 3)]
     header = ["score", "seeds reaching 99%", "steps to 99%: mean (range)", "final exact match",
-              "best exact match", "s / step"]
+              "best exact match"]
     labels_1 = [lb for lb in summary if any(r["group"] == "part1" and r["label"] == lb for r in runs)]
     labels_2 = [lb for lb in summary if lb not in labels_1]
     sat_rows = []
