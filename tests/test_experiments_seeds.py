@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from npformer.experiments import show_spread, spread
-from npformer.experiments.scores import overlaps, saturation
+from npformer.experiments.scores import groups, overlaps, ranking, saturation
 
 pytestmark = pytest.mark.skipif(os.environ.get("NPFORMER_BACKEND", "numpy") not in ("", "numpy"),
                                 reason="the experiments run on NumPy")
@@ -24,6 +24,19 @@ def test_overlaps():
     assert overlaps((2, 1, 3), (5, 3, 6))                       # touching ranges overlap
     assert not overlaps((2, 1, 3), (5, 4, 6))
     assert not overlaps(None, (1, 1, 1))
+
+
+def test_groups_of_overlapping_ranges_and_the_sentence_read_from_them():
+    steps = {"a": (1300, 1200, 1400), "b": (1400, 1300, 1500), "c": (3500, 3400, 3600), "d": (3000, 2800, 3900)}
+    summary = {k: {"steps": v} for k, v in steps.items()}
+    assert groups(list(steps), summary) == [["a", "b"], ["c", "d"]]
+    text = ranking(list(steps), summary)
+    assert "2 groups that do not overlap: a, b (1,200 to 1,500 steps); then c, d (2,800 to 3,900 steps)" in text
+    assert ranking(["a", "b"], summary).endswith("so these seeds do not rank them.")
+    chain = {"x": {"steps": (2, 1, 3)}, "y": {"steps": (4, 3, 5)}, "z": {"steps": (6, 5, 7)}}  # x-y, y-z overlap; x-z not
+    assert groups(["x", "y", "z"], chain) is None
+    assert ranking(["x", "y", "z"], chain) == ("The ranges of steps to 99% are apart only for x and z; "
+                                               "every other pair overlaps.")
 
 
 def test_saturation_scales_the_spread_by_sqrt_dk():

@@ -162,6 +162,36 @@ def overlaps(a, b):
     return a is not None and b is not None and a[1] <= b[2] and b[1] <= a[2]
 
 
+def groups(labels, summary):
+    """The scores split where their ranges of steps to 99% overlap: connected groups, in order of
+    their mean steps, or None when some group holds a pair that does not overlap (a chain)."""
+    found = []
+    for lb in labels:
+        joined = [g for g in found if any(overlaps(summary[lb]["steps"], summary[o]["steps"]) for o in g)]
+        merged = sorted([lb] + [o for g in joined for o in g], key=labels.index)
+        found = [g for g in found if g not in joined] + [merged]
+    if any(not overlaps(summary[a]["steps"], summary[b]["steps"]) for g in found for a in g for b in g):
+        return None
+    return sorted(found, key=lambda g: min(summary[lb]["steps"][0] for lb in g))
+
+
+def ranking(labels, summary):
+    """One sentence on what the ranges of steps to 99% rank, read from the ranges."""
+    found = groups(labels, summary)
+    if found is None:
+        apart = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]
+                 if not overlaps(summary[a]["steps"], summary[b]["steps"])]
+        return ("The ranges of steps to 99% are apart only for " + ", ".join(f"{a} and {b}" for a, b in apart)
+                + "; every other pair overlaps.")
+    if len(found) == 1:
+        return "The ranges of steps to 99% overlap for every pair of scores, so these seeds do not rank them."
+    span = [(min(summary[lb]["steps"][1] for lb in g), max(summary[lb]["steps"][2] for lb in g)) for g in found]
+    parts = [f"{', '.join(g)} ({lo:,.0f} to {hi:,.0f} steps)" for g, (lo, hi) in zip(found, span)]
+    return (f"The ranges of steps to 99% fall into {len(found)} groups that do not overlap: " + "; then ".join(parts)
+            + ". Within a group every pair of ranges overlaps, so these seeds rank the groups, not the scores"
+            " inside one.")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, each a run per setting")
@@ -224,7 +254,6 @@ def main(argv=None):
     never = [lb for lb in labels_1 if summary[lb]["reached"] == 0]
     some = [lb for lb in labels_1 if 0 < summary[lb]["reached"] < len(seeds)]
     pairs = [(a, b) for i, a in enumerate(all_reached) for b in all_reached[i + 1:]]
-    apart = [(a, b) for a, b in pairs if not overlaps(summary[a]["steps"], summary[b]["steps"])]
     shows = []
     if all_reached:
         shows.append("Every seed reached 99% with " + ", ".join(all_reached) + ".")
@@ -233,10 +262,7 @@ def main(argv=None):
     if never:
         shows.append("No seed did within the limit with " + ", ".join(never) + ".")
     if pairs:
-        shows.append("The ranges of steps to 99% " + (
-            "overlap for every pair of scores that always reached it, so these seeds do not rank them."
-            if not apart else "are apart only for " + ", ".join(f"{a} and {b}" for a, b in apart)
-            + "; every other pair overlaps."))
+        shows.append(ranking(all_reached, summary))
     if len(labels_2) == 2:
         sd, d = (summary[lb] for lb in labels_2)
         shows.append(f"With one head of width {TrainConfig.d_model}, {sd['label'].split(',')[0]} reached 99% "
