@@ -197,8 +197,8 @@ def main(argv=None):
     shows = [compare(names[2], names[0]) + ".", compare(names[3], names[0]) + ".", compare(names[1], names[0]) + "."]
     best = max(acc, key=lambda n: acc[n][0])
     shows.append(f"The logistic regression reaches {base_test:.3f}; the best variant's mean, {best}, is "
-                 f"{acc[best][0]:.3f}, {'above' if acc[best][0] > base_test else 'not above'} it, by "
-                 f"{(acc[best][0] - base_test) * n_test:+.1f} test images on average.")
+                 f"{acc[best][0]:.3f}, {'above' if acc[best][0] > base_test else 'below'} it by "
+                 f"{abs(acc[best][0] - base_test) * n_test:.1f} test images on average.")
     quick = "\n**--quick run: two epochs only; these numbers are not results.**\n" if args.quick else ""
     page = f"""# Self-attention on images: 8x8 digits
 
@@ -236,8 +236,8 @@ carry comes from the patches it attends to.
 ## What it does not show
 
 {n_test} test images and {len(seeds)} seeds: differences of a point or two are a few images, and one
-split; nothing here says how these choices behave on larger images, where patches and positions
-matter more and a linear classifier does worse.
+split; nothing here says how these choices behave on larger images, where the patches, the
+positions and the linear baseline may all rank differently.
 """
     raw = {"epochs": epochs, "seeds": seeds, "runs": results,
            "logistic_regression": {"train_accuracy": base_train, "test_accuracy": base_test}}
