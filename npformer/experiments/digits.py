@@ -219,7 +219,7 @@ d_ff 128, 2 layers, GELU, float32. **Seeds** {", ".join(map(str, seeds))}: a see
 parameters, the order of the batches and the dropout masks; the split is the same for all.
 Accuracies are the mean over seeds with the lowest and highest in brackets.
 
-{markdown_table(["model", "sequence length", "parameters", "seeds", "train accuracy", "held-out accuracy", "wall s"], rows)}
+{markdown_table(["model", "sequence length", "parameters", "seeds", "train accuracy", "held-out accuracy", "seconds"], rows)}
 
 ![class token attention](digits_attention.png)
 
