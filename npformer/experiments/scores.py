@@ -253,7 +253,6 @@ def main(argv=None):
     all_reached = [lb for lb in labels_1 if summary[lb]["reached"] == len(seeds)]
     never = [lb for lb in labels_1 if summary[lb]["reached"] == 0]
     some = [lb for lb in labels_1 if 0 < summary[lb]["reached"] < len(seeds)]
-    pairs = [(a, b) for i, a in enumerate(all_reached) for b in all_reached[i + 1:]]
     shows = []
     if all_reached:
         shows.append("Every seed reached 99% with " + ", ".join(all_reached) + ".")
@@ -261,7 +260,7 @@ def main(argv=None):
         shows.append("Some seeds but not all did with " + ", ".join(some) + ".")
     if never:
         shows.append("No seed did within the limit with " + ", ".join(never) + ".")
-    if pairs:
+    if len(all_reached) > 1:                                    # a pair to rank
         shows.append(ranking(all_reached, summary))
     if len(labels_2) == 2:
         sd, d = (summary[lb] for lb in labels_2)
