@@ -5,6 +5,8 @@
                                                         by length; soft vs hard attention
     python -m npformer.experiments.digits               self-attention on 8x8 digit images
     python -m npformer.experiments.complexity           the paper's Table 1, measured
+    python -m npformer.experiments.g2p                  grapheme-to-phoneme on the CMU dictionary: the
+                                                        results section of docs/g2p.md
 
 Each writes a Markdown page (tables of what it measured, the command and the settings) and
 its plots into docs/experiments/, and the raw numbers as JSON beside them. `--quick` runs a
