@@ -142,7 +142,7 @@ def figure(path, done, seeds):
                             dict(marker="x", lw=0, ms=7, color="black"))
         ax.plot(steps, [100 * w for w in wer], label=label, **style)
     ax.axhline(100 * TARGET_WER, color="grey", lw=0.8, ls=":")
-    ax.text(0.01, 100 * TARGET_WER, "30%: the test target (beam 5)", va="bottom", ha="left", fontsize=8,
+    ax.text(0.99, 100 * TARGET_WER, "30%: the test target (beam 5)", va="bottom", ha="right", fontsize=8,
             color="grey", transform=ax.get_yaxis_transform())
     ax.set_xlabel("optimiser step (256 words each)")
     ax.set_ylabel("dev WER, greedy decoding (%)")
