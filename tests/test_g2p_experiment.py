@@ -39,7 +39,7 @@ def test_every_run_is_trained_then_read_and_the_section_shows_them(tmp_path, lex
                   "GRU + Bahdanau attention", "`--time-budget 0.02`", "PyTorch reference"):
         assert label in text, label
     assert "Not yet measured" not in text
-    raw = json.loads((tmp_path / "docs" / "g2p.json").read_text())
+    raw = json.loads((tmp_path / "docs" / "g2p_results.json").read_text())
     with open(runs / "transformer_seed1" / "test.json") as f:
         assert raw["transformer_seed1"]["beam"] == json.load(f)["beam"]
     assert raw["rnn-attention_seed0"]["beam"] is None and raw["transformer_seed0"]["steps"] == 12

@@ -4,7 +4,7 @@
 
 Trains, or resumes, every run of the table in --runs (one folder each), then writes the
 table, its plot and the raw numbers into docs/experiments/ (g2p_results.md, included by
-docs/g2p.md; g2p.json; g2p_curves.png):
+docs/g2p.md; g2p_results.json; g2p_curves.png):
   transformer_seed{S}     `npformer train --task g2p`'s default recipe, one run per seed
   rnn-attention_seed0     the GRU with Bahdanau attention, the same recipe otherwise
   budget{M}_seed0         the default recipe with --time-budget M
@@ -63,8 +63,9 @@ def state(run_dir, cfg, torch):
     return "finished" if os.path.exists(os.path.join(run_dir, TEST)) else "unfinished"
 
 
-def train(run_dir, cfg, torch, threads):
-    """Train (or resume) one run to its end; every line of its progress is printed."""
+def train(run_dir, cfg, torch, threads, resume):
+    """Train one run to its end, or resume it (resume: its checkpoint is of exactly cfg); every
+    line of its progress is printed."""
     log = lambda line: print("   ", line, flush=True)
     if torch:
         from npformer.experiments.g2p_torch import train as train_torch
@@ -73,10 +74,7 @@ def train(run_dir, cfg, torch, threads):
         with open(os.path.join(run_dir, TORCH), "w") as f:
             json.dump(record, f, indent=1)
         return
-    if state(run_dir, cfg, torch) == "unfinished":
-        trainer = Trainer.resume(run_dir)
-    else:
-        trainer = fresh(cfg, run_dir)
+    trainer = Trainer.resume(run_dir) if resume else fresh(cfg, run_dir)
     trainer.run(progress=False, write=log)                      # writes test.json at its end
 
 
@@ -91,8 +89,7 @@ def summary(run_dir, torch):
         curve = [json.loads(line) for line in f if line.strip()]
     with open(os.path.join(run_dir, TEST)) as f:
         test = json.load(f)
-    from npformer.model import load
-    params = sum(int(p.size) for p in load(os.path.join(run_dir, CHECKPOINT)).parameters().values())
+    params = sum(int(p.size) for p in read(os.path.join(run_dir, CHECKPOINT))[1].values())
     last = curve[-1]
     return {"params": params, "steps": last["step"],
             "wall_s": last["wall_s"], "greedy": test["greedy"], "beam": test["beam"], "best_step": test["step"],
@@ -123,14 +120,14 @@ HEADER = ["system", "parameters", "steps", "training time", "test WER, beam 5", 
           "test WER, greedy", "test PER, greedy"]
 
 
-def figure(path, done, seeds):
+def figure(path, done, budget):
     """Dev WER (greedy) at each evaluation against the step: one line per run."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for name, s in done.items():
         if name.startswith("torch"):                             # one point: its dev WER at the end of its budget
             ax.plot([s["steps"]], [100 * s["dev_wer"]], marker="D", ms=6, lw=0, color="black",
-                    label=f"PyTorch reference, {name.split('_')[0].split('budget')[1]}-minute budget (end)")
+                    label=f"PyTorch reference, {budget:g}-minute budget (end)")
             continue
         steps, wer = zip(*s["curve"])
         if name.startswith("transformer"):
@@ -138,11 +135,11 @@ def figure(path, done, seeds):
         elif name.startswith("rnn"):
             label, style = "GRU + attention, seed 0", dict(marker="s", ms=3, lw=1.2, ls="--")
         else:
-            label, style = (f"Transformer, seed 0, {name.split('_')[0].replace('budget', '')}-minute budget",
+            label, style = (f"Transformer, seed 0, {budget:g}-minute budget",
                             dict(marker="x", lw=0, ms=7, color="black"))
         ax.plot(steps, [100 * w for w in wer], label=label, **style)
     ax.axhline(100 * TARGET_WER, color="grey", lw=0.8, ls=":")
-    ax.text(0.99, 100 * TARGET_WER, "30%: the test target (beam 5)", va="bottom", ha="right", fontsize=8,
+    ax.text(0.99, 100 * TARGET_WER, f"{100 * TARGET_WER:g}%: the test target (beam 5)", va="bottom", ha="right", fontsize=8,
             color="grey", transform=ax.get_yaxis_transform())
     ax.set_xlabel("optimiser step (256 words each)")
     ax.set_ylabel("dev WER, greedy decoding (%)")
@@ -159,9 +156,9 @@ def page(done, missing, seeds, budget, threads, argv):
     """The results section of docs/g2p.md, as Markdown."""
     lines = []
     add = lines.append
-    tf = [done[f"transformer_seed{s}"] for s in seeds if f"transformer_seed{s}" in done]
-    rows = [row(f"npformer Transformer, default recipe, seed {s}", done[f"transformer_seed{s}"])
-            for s in seeds if f"transformer_seed{s}" in done]
+    tf = transformer_runs(done, seeds)
+    rows = [row(f"npformer Transformer, default recipe, seed {s}", r) for s, r in tf.items()]
+    tf = list(tf.values())
     if len(tf) > 1:
         rows.append([f"**the same, mean (min-max) over {len(tf)} seeds**", "", "",
                      hours(np.mean([s["wall_s"] for s in tf])),
@@ -176,8 +173,9 @@ def page(done, missing, seeds, budget, threads, argv):
         rows.append(row(f"PyTorch reference, the same model and recipe, {budget:g} minutes, seed 0", done[t]))
     add(markdown_table(HEADER, rows))
     add("")
-    add(f"Every run: one BLAS thread (PyTorch: one thread) and one replica, on {threads_text(threads)} of a "
-        "2-core CPU, so two runs can share the machine; training time is the wall time of the whole run, "
+    shared = ", so two runs can share the machine" if threads == 1 else ""
+    add(f"Every run: one replica and {threads_text(threads).replace('core', 'thread')} (BLAS, or PyTorch's), "
+        f"on {threads_text(threads)} of a 2-core CPU{shared}; training time is the wall time of the whole run, "
         "its dev evaluations included (for the PyTorch reference: its training steps only). The test words are "
         "decoded with the parameters of the lowest dev WER. Beam search is written for the Transformer only, "
         "so the GRU and the PyTorch reference are scored greedily.")
@@ -194,28 +192,34 @@ def page(done, missing, seeds, budget, threads, argv):
     add("")
     add("### What the table shows")
     add("")
-    add(verdicts(done, seeds, budget))
+    add(verdicts(done, seeds, budget, threads))
     add("")
     add(f"Regenerate: `{' '.join(['python -m npformer.experiments.g2p', *argv])}` (hours: it trains "
         "every missing run; `--run NAME` trains one, `--report` only rewrites this section).")
     return "\n".join(lines) + "\n"
 
 
+def transformer_runs(done, seeds):
+    """{seed: summary} of the default recipe's finished Transformer runs."""
+    return {s: done[f"transformer_seed{s}"] for s in seeds if f"transformer_seed{s}" in done}
+
+
 def threads_text(threads):
     return "one core" if threads == 1 else f"{threads} cores"
 
 
-def verdicts(done, seeds, budget):
+def verdicts(done, seeds, budget, threads):
     """Sentences on the targets and the equal-time comparison, read from the numbers."""
     out = []
-    tf = [done[f"transformer_seed{s}"] for s in seeds if f"transformer_seed{s}" in done]
+    tf = list(transformer_runs(done, seeds).values())
     if tf:
         wers = [s["beam"]["wer"] for s in tf]
         pers = [s["beam"]["per"] for s in tf]
         held = sum(w <= TARGET_WER and p <= TARGET_PER for w, p in zip(wers, pers))
         out.append(f"- The default recipe, run to its end: test WER {pct_spread(wers)} and PER {pct_spread(pers)} "
                    f"with beam search over {len(tf)} seed{'s' if len(tf) > 1 else ''}; {held} of {len(tf)} "
-                   f"reach{'es' if len(tf) == 1 else ''} the targets of at most 30% WER and 7.5% PER.")
+                   f"reach{'es' if len(tf) == 1 else ''} the targets of at most {100 * TARGET_WER:g}% WER and "
+                   f"{100 * TARGET_PER:g}% PER.")
     if "rnn-attention_seed0" in done and tf:
         g, r = np.mean([s["greedy"]["wer"] for s in tf]), done["rnn-attention_seed0"]["greedy"]["wer"]
         out.append(f"- With the same recipe, one seed of the GRU with attention reaches {pct(r)} test WER "
@@ -225,7 +229,7 @@ def verdicts(done, seeds, budget):
     if b in done and t in done:
         nb, nt = done[b], done[t]
         better = "lower" if nb["greedy"]["wer"] < nt["greedy"]["wer"] else "not lower"
-        out.append(f"- In {budget:g} minutes on one core each, npformer made {nb['steps']:,} steps and PyTorch "
+        out.append(f"- In {budget:g} minutes on {threads_text(threads)} each, npformer made {nb['steps']:,} steps and PyTorch "
                    f"{nt['steps']:,} of the same recipe on the same batches; npformer's greedy test WER, "
                    f"{pct(nb['greedy']['wer'])}, is {better} than PyTorch's, {pct(nt['greedy']['wer'])}. "
                    "One seed each: a single pair of runs, with no spread.")
@@ -264,21 +268,21 @@ def main(argv=None):
         run_dir, torch, cfg = os.path.join(args.runs, name), name.startswith("torch"), config(fields, base)
         if args.run not in (None, name):
             continue
-        if state(run_dir, cfg, torch) != "finished":
+        now = state(run_dir, cfg, torch)
+        if now != "finished":
             if args.report:
                 missing.append(name)
                 continue
             print(name, flush=True)
-            train(run_dir, cfg, torch, args.threads)
+            train(run_dir, cfg, torch, args.threads, resume=now == "unfinished")
         done[name] = summary(run_dir, torch)
     if args.run is not None:
         return 0
     os.makedirs(args.out, exist_ok=True)
-    figure(os.path.join(args.out, "g2p_curves.png"), done, seeds)
+    figure(os.path.join(args.out, "g2p_curves.png"), done, args.budget)
     shown = [a for a in argv if a != "--report"]
-    path = write_outputs(args.out, "g2p", page(done, missing, seeds, args.budget, args.threads, shown), done)
-    os.replace(path, os.path.join(args.out, "g2p_results.md"))
-    print(f"wrote {os.path.join(args.out, 'g2p_results.md')}")
+    print("wrote", write_outputs(args.out, "g2p_results", page(done, missing, seeds, args.budget, args.threads,
+                                                               shown), done))
     return 0
 
 
