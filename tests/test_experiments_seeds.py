@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from npformer.experiments import show_spread, spread
+from npformer.experiments import show_spread, spread, words
 from npformer.experiments.scores import groups, overlaps, ranking, saturation
 
 pytestmark = pytest.mark.skipif(os.environ.get("NPFORMER_BACKEND", "numpy") not in ("", "numpy"),
@@ -18,6 +18,11 @@ def test_spread_and_its_text():
     assert spread([3, 1, 2]) == (2, 1, 3)
     assert show_spread([1250, 1500, 1750]) == "1500 (1250-1750)"
     assert show_spread([0.5, 0.25], 3) == "0.375 (0.250-0.500)"
+
+
+def test_names_as_a_phrase():
+    assert words([]) == "" and words(["exact"]) == "exact"
+    assert words(["a", "b"]) == "a and b" and words(["a", "b", "c"]) == "a, b and c"
 
 
 def test_overlaps():

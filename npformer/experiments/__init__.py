@@ -77,6 +77,12 @@ class Clock:
         self.s = time.perf_counter() - self.t0
 
 
+def words(names):
+    """Names as a phrase: 'a', 'a and b', 'a, b and c'."""
+    names = list(names)
+    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def spread(values):
     """(mean, lowest, highest) of a list of numbers; None for an empty list."""
     if not values:

@@ -263,16 +263,19 @@ def main(argv=None):
                 for k in ("attention", "gru"))
     cross_flops_n, cross_time_n = crossover(by_n, "flops"), crossover(by_n, "seconds")
     cross_flops_d, cross_time_d = crossover(by_d, "flops"), crossover(by_d, "seconds")
-    fmt = lambda v: ("not within the points measured" if v is None else
-                     "more than one point (the two are close there, and timing noise decides)" if v == "several"
-                     else f"about {v:.0f}")
+    def crossing(what, v, subject="the measured times"):
+        """A clause saying where two curves against `what` cross, from crossover()'s answer."""
+        if v is None:
+            return f"{subject} do not cross within the {what} measured"
+        if v == "several":
+            return f"{subject} cross more than once against {what} (they are close there, and timing noise decides)"
+        return f"{subject} cross at {what} about {v:.0f}"
     shows = (("The counted operations of both layers follow the formulas above exactly, so their orders "
               "are Table 1's, and their ratio crosses 1 where n = d. ") if exact else
              "The counted operations do not match the formulas above: the layers changed; read the tables. ")
     shows += ("Sequential steps and path length are 1 for self-attention at every n and n for the GRU. "
-              "Measured time: " + ", ".join(
-                  f"{what} the times cross at {fmt(v)}" for what, v in
-                  (("against n", cross_time_n), ("against d", cross_time_d))) + ".")
+              f"Of the measured times, {crossing('n', cross_time_n, 'the curves against n')}; "
+              f"{crossing('d', cross_time_d, 'the curves against d')}.")
     quick = "\n**--quick run: tiny sizes, one repeat; these numbers are not results.**\n" if args.quick else ""
     page = f"""# The paper's Table 1, measured: self-attention against a recurrent layer
 
@@ -308,15 +311,15 @@ machine's cores less busy than attention's few large ones.
 
 {markdown_table(header("n"), rows_of(by_n, "n"))}
 
-Forward and backward together, the counted operations cross at n {fmt(cross_flops_n)} (predicted: n = d = {args.d}); the measured
-times cross at n {fmt(cross_time_n)}.
+Forward and backward together, {crossing("n", cross_flops_n, "the counted operations")} (predicted: n = d = {args.d});
+{crossing("n", cross_time_n)}.
 
 ## Against width d, at n = {args.n}
 
 {markdown_table(header("d"), rows_of(by_d, "d"))}
 
-Forward and backward together, the counted operations cross at d {fmt(cross_flops_d)} (predicted: d = n = {args.n}); the measured
-times cross at d {fmt(cross_time_d)}.
+Forward and backward together, {crossing("d", cross_flops_d, "the counted operations")} (predicted: d = n = {args.n});
+{crossing("d", cross_time_d)}.
 
 ![operations and time against n and d](complexity.png)
 

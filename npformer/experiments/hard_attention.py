@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from npformer.experiments import DOCS, command, machine, markdown_table, pyplot, write_outputs
+from npformer.experiments import DOCS, command, machine, markdown_table, pyplot, words, write_outputs
 
 
 def softmax(s):
@@ -179,9 +179,11 @@ def main(argv=None):
     unbiased = all(rows[k]["max_z"] < 4 for k in rows if k.startswith("REINFORCE"))
     biased = [k for k in rows if k.startswith("straight") and rows[k]["max_z"] > 4]
     near = {name: all(v < best + 0.05 for v in ends) for name, ends in finals.items()}
-    learned = ("Trained one sample per step, " + ", ".join(
-        f"{name} {'came within 0.05 of the best loss in every seed' if ok else 'did not come within 0.05 of the best loss in every seed'}"
-        for name, ok in near.items()) + ".")
+    close = [name for name, ok in near.items() if ok]
+    far = [name for name, ok in near.items() if not ok]
+    learned = "Trained one sample per step, " + "; ".join(
+        f"{words(names)} {verb} within 0.05 of the best loss in every seed"
+        for names, verb in ((close, "came"), (far, "did not come")) if names) + "."
     ratio = rows["REINFORCE, no baseline"]["variance"] / rows["REINFORCE, baseline b = E"]["variance"]
     page = f"""# Training hard attention needs a gradient estimator
 
