@@ -39,6 +39,8 @@ def test_every_run_is_trained_then_read_and_the_section_shows_them(tmp_path, lex
                   "GRU + Bahdanau attention", "`--time-budget 0.02`", "PyTorch reference"):
         assert label in text, label
     assert "Not yet measured" not in text
+    gru = next(line for line in text.splitlines() if "one seed of the GRU with attention" in line)
+    assert "x fewer)" in gru and ("still falling" in gru or "lowest dev WER came at step" in gru)
     raw = json.loads((tmp_path / "docs" / "g2p_results.json").read_text())
     with open(runs / "transformer_seed1" / "test.json") as f:
         assert raw["transformer_seed1"]["beam"] == json.load(f)["beam"]
