@@ -156,9 +156,9 @@ def page(done, missing, seeds, budget, threads, argv):
     """The results section of docs/g2p.md, as Markdown."""
     lines = []
     add = lines.append
-    tf = transformer_runs(done, seeds)
-    rows = [row(f"npformer Transformer, default recipe, seed {s}", r) for s, r in tf.items()]
-    tf = list(tf.values())
+    by_seed = transformer_runs(done, seeds)
+    rows = [row(f"npformer Transformer, default recipe, seed {s}", r) for s, r in by_seed.items()]
+    tf = list(by_seed.values())
     if len(tf) > 1:
         rows.append([f"**the same, mean (min-max) over {len(tf)} seeds**", "", "",
                      hours(np.mean([s["wall_s"] for s in tf])),
@@ -174,7 +174,7 @@ def page(done, missing, seeds, budget, threads, argv):
     add(markdown_table(HEADER, rows))
     add("")
     shared = ", so two runs can share the machine" if threads == 1 else ""
-    add(f"Every run: one replica and {threads_text(threads).replace('core', 'thread')} (BLAS, or PyTorch's), "
+    add(f"Every run: one replica and {threads_text(threads, 'thread')} (BLAS, or PyTorch's), "
         f"on {threads_text(threads)} of a 2-core CPU{shared}; training time is the wall time of the whole run, "
         "its dev evaluations included (for the PyTorch reference: its training steps only). The test words are "
         "decoded with the parameters of the lowest dev WER. Beam search is written for the Transformer only, "
@@ -204,8 +204,9 @@ def transformer_runs(done, seeds):
     return {s: done[f"transformer_seed{s}"] for s in seeds if f"transformer_seed{s}" in done}
 
 
-def threads_text(threads):
-    return "one core" if threads == 1 else f"{threads} cores"
+def threads_text(threads, unit="core"):
+    """'one core' / '2 cores' (or of another unit)."""
+    return f"one {unit}" if threads == 1 else f"{threads} {unit}s"
 
 
 def verdicts(done, seeds, budget, threads):
