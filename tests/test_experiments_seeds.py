@@ -6,8 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from npformer.experiments import show_spread, spread, words
-from npformer.experiments.scores import groups, overlaps, ranking, saturation
+from helpers import same_run
+
+from npformer.experiments import overlaps, show_spread, spread, words
+from npformer.experiments.scores import groups, ranking, saturation, train_run
 
 pytestmark = pytest.mark.skipif(os.environ.get("NPFORMER_BACKEND", "numpy") not in ("", "numpy"),
                                 reason="the experiments run on NumPy")
@@ -51,3 +53,31 @@ def test_saturation_scales_the_spread_by_sqrt_dk():
         np.testing.assert_allclose(std[d, "scaled_dot"], std[d, "dot"] / np.sqrt(d), rtol=1e-5)
     peak = {(d, s): p for d, _, s, _, p, _ in rows}
     assert peak[32, "dot"] > peak[32, "scaled_dot"]             # unscaled scores give peakier weights
+
+
+RUN = dict(task="reverse", max_len=4, d_model=16, n_heads=2, d_ff=32, n_layers=1, batch_size=8, eval_size=10,
+           eval_every=2, replicas=2, warmup=1, lr=1e-2, target=1.0)
+
+
+def test_a_larger_budget_continues_a_finished_run_exactly(tmp_path):
+    from npformer.model import load
+    from npformer.train.loop import CHECKPOINT, METRICS
+
+    def rows():
+        return (tmp_path / "a" / METRICS).read_text().splitlines()
+    short = train_run(str(tmp_path / "a"), reuse=True, steps=4, **RUN)
+    first = rows()
+    assert short["step"] == 4 and len(first) == 2
+    longer = train_run(str(tmp_path / "a"), reuse=True, steps=8, **RUN)     # continues from step 4
+    assert rows()[:2] == first                                  # steps 2 and 4 kept, wall times and all
+    once = train_run(str(tmp_path / "b"), reuse=True, steps=8, **RUN)       # one run with the larger budget
+    assert [s for s, _ in longer["curve"]] == [2, 4, 6, 8] and longer["curve"] == once["curve"]
+    a, b = load(str(tmp_path / "a" / CHECKPOINT)), load(str(tmp_path / "b" / CHECKPOINT))
+    for name, p in a.parameters().items():
+        same_run(p, b.parameters()[name], name)
+    again = train_run(str(tmp_path / "a"), reuse=True, steps=8, **RUN)      # finished: read, not redone
+    assert again["curve"] == longer["curve"] and again["wall_s"] == longer["wall_s"]
+    other = train_run(str(tmp_path / "a"), reuse=True, steps=8, **{**RUN, "lr": 5e-3})  # other settings: redone
+    assert [s for s, _ in other["curve"]] == [2, 4, 6, 8]
+    redone = load(str(tmp_path / "a" / CHECKPOINT))
+    assert not all(np.array_equal(p, b.parameters()[name]) for name, p in redone.parameters().items())

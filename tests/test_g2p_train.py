@@ -4,7 +4,6 @@ dictionary the tests write (pronounced letter by letter, so a tiny model learns 
 import json
 import os
 
-import numpy as np
 import pytest
 
 from npformer.cli import main

@@ -83,11 +83,21 @@ def words(names):
     return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def how_many(n, unit):
+    """'one core' / '2 cores': a count with its unit."""
+    return f"one {unit}" if n == 1 else f"{n} {unit}s"
+
+
 def spread(values):
     """(mean, lowest, highest) of a list of numbers; None for an empty list."""
     if not values:
         return None
     return sum(values) / len(values), min(values), max(values)
+
+
+def overlaps(a, b):
+    """Do two (mean, lo, hi) ranges overlap?"""
+    return a is not None and b is not None and a[1] <= b[2] and b[1] <= a[2]
 
 
 def show_spread(values, digits=0):

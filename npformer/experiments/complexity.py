@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from npformer.backend import blas_threads
-from npformer.experiments import DOCS, command, machine, markdown_table, pyplot, write_outputs
+from npformer.experiments import DOCS, command, how_many, machine, markdown_table, pyplot, write_outputs
 from npformer.layers.attention import MultiHeadAttention
 from npformer.layers.gru import GRU
 
@@ -279,7 +279,7 @@ def main(argv=None):
     quick = "\n**--quick run: tiny sizes, one repeat; these numbers are not results.**\n" if args.quick else ""
     page = f"""# The paper's Table 1, measured: self-attention against a recurrent layer
 
-Measured by `{command('complexity', argv)}` ({machine()}, {threads} BLAS threads, no GPU).
+Measured by `{command('complexity', argv)}` ({machine()}, {how_many(threads, 'BLAS thread')}, no GPU).
 {quick}
 Table 1 of the paper compares a self-attention layer with a recurrent one on three counts,
 for sequences of length n and representations of width d:
@@ -343,7 +343,7 @@ is nonzero).
 
 ## What it does not show
 
-It is one machine with {threads} BLAS threads and no GPU, where the GRU's sequential steps cost
+It is one machine with {how_many(threads, 'BLAS thread')} and no GPU, where the GRU's sequential steps cost
 little more than their arithmetic; on a GPU the sequential steps, not the operation count,
 would dominate the GRU's time. Whether a layer learns a task well is a different question
 (see [the RNN against the Transformer](rnn_vs_transformer.md)).

@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 from npformer.backend import blas_threads
-from npformer.experiments import DOCS, markdown_table, pyplot, spread, write_outputs
+from npformer.experiments import DOCS, how_many, markdown_table, pyplot, spread, write_outputs
 from npformer.model.checkpoint import read
 from npformer.train.g2p_trainer import TEST
 from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer, fresh
@@ -174,8 +174,8 @@ def page(done, missing, seeds, budget, threads, argv):
     add(markdown_table(HEADER, rows))
     add("")
     shared = ", so two runs can share the machine" if threads == 1 else ""
-    add(f"Every run: one replica and {threads_text(threads, 'thread')} (BLAS, or PyTorch's), "
-        f"on {threads_text(threads)} of a 2-core CPU{shared}; training time is the wall time of the whole run, "
+    add(f"Every run: one replica and {how_many(threads, 'thread')} (BLAS, or PyTorch's), "
+        f"on {how_many(threads, 'core')} of a 2-core CPU{shared}; training time is the wall time of the whole run, "
         "its dev evaluations included (for the PyTorch reference: its training steps only). The test words are "
         "decoded with the parameters of the lowest dev WER. Beam search is written for the Transformer only, "
         "so the GRU and the PyTorch reference are scored greedily.")
@@ -202,11 +202,6 @@ def page(done, missing, seeds, budget, threads, argv):
 def transformer_runs(done, seeds):
     """{seed: summary} of the default recipe's finished Transformer runs."""
     return {s: done[f"transformer_seed{s}"] for s in seeds if f"transformer_seed{s}" in done}
-
-
-def threads_text(threads, unit="core"):
-    """'one core' / '2 cores' (or of another unit)."""
-    return f"one {unit}" if threads == 1 else f"{threads} {unit}s"
 
 
 def verdicts(done, seeds, budget, threads):
@@ -238,7 +233,7 @@ def verdicts(done, seeds, budget, threads):
     if b in done and t in done:
         nb, nt = done[b], done[t]
         better = "lower" if nb["greedy"]["wer"] < nt["greedy"]["wer"] else "not lower"
-        out.append(f"- In {budget:g} minutes on {threads_text(threads)} each, npformer made {nb['steps']:,} steps and PyTorch "
+        out.append(f"- In {budget:g} minutes on {how_many(threads, 'core')} each, npformer made {nb['steps']:,} steps and PyTorch "
                    f"{nt['steps']:,} of the same recipe on the same batches; npformer's greedy test WER, "
                    f"{pct(nb['greedy']['wer'])}, is {better} than PyTorch's, {pct(nt['greedy']['wer'])}. "
                    "One seed each: a single pair of runs, with no spread.")

@@ -16,18 +16,18 @@ Writes docs/experiments/rnn_vs_transformer.md, .json, and rnn_vs_transformer.png
 """
 
 import argparse
-import sys
 import os
+import sys
 import time
 
 import numpy as np
 
-from npformer.backend import blas_threads
-from npformer.experiments import DOCS, command, machine, markdown_table, pyplot, show_spread, spread, write_outputs
+from npformer.backend import blas_threads, to_numpy
+from npformer.experiments import (DOCS, command, how_many, machine, markdown_table, overlaps, pyplot, show_spread,
+                                  spread, words, write_outputs)
 from npformer.experiments.scores import train_run
 from npformer.layers.scores import hard_attention
 from npformer.loss import cross_entropy
-from npformer.backend import to_numpy
 from npformer.model import load
 from npformer.train.loop import CHECKPOINT, evaluate
 from npformer.train.tasks import PAD, Task, make_batch
@@ -125,6 +125,72 @@ def figure(path, accuracy, timing, lengths, seeds):
 SAMPLING_TEXT = {"uniform": "uniformly", "long": "half at the longest length"}
 
 
+def ahead(a, b, lengths):
+    """Where two models' exact match by length is told apart by the seeds: (the lengths where a's
+    lowest seed is above b's highest, where b's lowest is above a's highest, where they overlap);
+    a and b map a length to (mean, lowest, highest)."""
+    a_ahead = [L for L in lengths if a[L] and b[L] and a[L][1] > b[L][2]]
+    b_ahead = [L for L in lengths if a[L] and b[L] and b[L][1] > a[L][2]]
+    return a_ahead, b_ahead, [L for L in lengths if overlaps(a[L], b[L])]
+
+
+def at_lengths(lengths):
+    return "L=" + words(map(str, lengths))
+
+
+def findings(summary, models, samplings, lengths):
+    """The sentences the seeds' ranges support, read from summary[(model, sampling)][L] =
+    (mean, lowest, highest) exact match: (the numbers at the longest length, the comparisons)."""
+    last = lengths[-1]
+    numbers, shows = [], []
+    for sampling in samplings:
+        parts = [f"{LABELS[name]} {m[0]:.2f} ({m[1]:.2f}-{m[2]:.2f})" for name in models
+                 if (m := summary[name, sampling][last])]
+        numbers.append(f"At L={last}, trained on lengths drawn {SAMPLING_TEXT[sampling]}: " + ", ".join(parts) + ".")
+        if {"transformer", "rnn-attention"} <= set(models):
+            tf, att = summary["transformer", sampling], summary["rnn-attention", sampling]
+            tf_ahead, att_ahead, tie = ahead(tf, att, lengths)
+            parts = []
+            if tf_ahead:
+                parts.append(f"the Transformer's lowest seed is above the GRU + attention's highest at {at_lengths(tf_ahead)}")
+            if att_ahead:
+                parts.append(f"the GRU + attention's lowest seed is above the Transformer's highest at {at_lengths(att_ahead)}")
+            if tie:
+                parts.append(f"the two models' ranges overlap at {at_lengths(tie)}")
+            if parts:
+                shows.append(f"Lengths drawn {SAMPLING_TEXT[sampling]}: " + "; ".join(parts) + ".")
+    if "transformer" in models and set(SAMPLINGS) <= set(samplings):
+        u, g = summary["transformer", "uniform"][last], summary["transformer", "long"][last]
+        if u and g:
+            verdict = ("higher, and the seeds' ranges do not overlap: consistent with the drop at the longest "
+                       "lengths coming from how rarely the last positions are seen" if g[1] > u[2] else
+                       "not clearly different (the ranges overlap)" if overlaps(u, g) else "lower")
+            shows.append(f"Drawing half of the lengths at the longest, the Transformer's exact match at L={last} is "
+                         f"{g[0]:.2f} against {u[0]:.2f}: {verdict}.")
+    if "rnn" in models:
+        m = summary["rnn", samplings[0]]
+        gone = [L for i, L in enumerate(lengths) if all(m[k] and m[k][2] < 0.05 for k in lengths[i:])]
+        if gone:
+            text = (f"The GRU with one context vector, whose decoder sees the source only through one vector, is "
+                    f"below 0.05 in every seed from L={gone[0]} on")
+            attention = [n for n in ("transformer", "rnn-attention") if n in models]
+            above = [L for L in lengths[lengths.index(gone[0]):]
+                     if attention and all(L in ahead(summary[n, samplings[0]], m, lengths)[0] for n in attention)]
+            if above:
+                text += (f"; at {at_lengths(above)} the lowest seed of each attention model is above its highest")
+            shows.append(text + ".")
+    return numbers, shows
+
+
+def step_times(timing, L):
+    """One sentence comparing the models' training-step times at length L, fastest first."""
+    order = sorted(timing, key=lambda n: timing[n][L])
+    fast = timing[order[0]][L]
+    parts = [f"{LABELS[n]} {1000 * timing[n][L]:.0f} ms" + ("" if n == order[0] else f" ({timing[n][L] / fast:.1f}x)")
+             for n in order]
+    return f"A training step at L={L} on this CPU: " + ", ".join(parts) + "."
+
+
 def plateaued(curve, window=4):
     """Did a run stop improving? True if the best exact match of its last `window` evaluations
     is within 0.01 of its best before them (or it reached its target)."""
@@ -139,7 +205,7 @@ def main(argv=None):
     ap.add_argument("--d-model", type=int, default=64, help="Transformer width; the RNNs' embedding, "
                                                              "hidden and attention width")
     ap.add_argument("--max-len", type=int, default=64, help="longest source length trained and tested")
-    ap.add_argument("--steps", type=int, default=6000, help="step budget per run (the same for every model)")
+    ap.add_argument("--steps", type=int, default=12000, help="step budget per run (the same for every model)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-size", type=int, default=200, help="held-out sequences, per length too")
@@ -220,32 +286,10 @@ def main(argv=None):
                 hard_rows.append([LABELS[name], f"argmax in {place}"]
                                  + [show_spread(over_seeds(hard, name, sampling, L, (where,)), 2) for L in lengths])
 
-    def mean_at(name, sampling, L):
-        v = over_seeds(accuracy, name, sampling, L)
-        return spread(v)
-
-    shows = []
-    for sampling in samplings:
-        parts = []
-        for name in models:
-            m = mean_at(name, sampling, last)
-            if m:
-                parts.append(f"{LABELS[name]} {m[0]:.2f} ({m[1]:.2f}-{m[2]:.2f})")
-        shows.append(f"At L={last}, trained on lengths drawn {SAMPLING_TEXT[sampling]}: " + ", ".join(parts) + ".")
-    if "transformer" in models and set(SAMPLINGS) <= set(samplings):
-        u, g = mean_at("transformer", "uniform", last), mean_at("transformer", "long", last)
-        if u and g:
-            verdict = ("higher, and the seeds' ranges do not overlap: consistent with the drop at the longest "
-                       "lengths coming from how rarely the last positions are seen" if g[1] > u[2] else
-                       "not clearly different (the ranges overlap)" if g[1] <= u[2] and u[1] <= g[2] else "lower")
-            shows.append(f"Drawing half of the lengths at the longest, the Transformer's exact match at L={last} is "
-                         f"{g[0]:.2f} against {u[0]:.2f}: {verdict}.")
-    if "rnn" in models:
-        m = {L: mean_at("rnn", samplings[0], L) for L in lengths}
-        gone = [L for L in lengths if m[L] and m[L][2] < 0.05]
-        if gone:
-            shows.append(f"The GRU with one context vector is below 0.05 in every seed from L={gone[0]} on: the "
-                         "bottleneck the attention models do not have.")
+    summary = {(name, sampling): {L: spread(over_seeds(accuracy, name, sampling, L)) for L in lengths}
+               for sampling in samplings for name in models}
+    numbers, shows = findings(summary, models, samplings, lengths)
+    lessons = "\n".join("- " + text for text in shows + [step_times(timing, last)])
     unplateaued = [f"{LABELS[k[0]]} ({k[1]}, seed {k[2]})" for k, r in trained.items()
                    if not (plateaued(r["curve"]) or r["reached"])]
     quick = "\n**--quick run: a few steps only; these numbers are not results.**\n" if args.quick else ""
@@ -268,7 +312,9 @@ Transformer's is turned off rather than giving it a regulariser the others lack)
 has the same budget of {steps} steps, stopping early at 99.5% held-out exact match; the
 "plateaued" column counts the runs whose held-out exact match gained less than 0.01 over their
 last four evaluations (or that reached the target), so a reader can see whether the budget
-was long enough. **Seeds** {", ".join(map(str, seeds))} for every cell; tables give the mean and, in
+was long enough. The "training s" column is each run's wall time, evaluations included; it depends on what
+else the machine was running, so it is not a speed comparison (the step-time table below is).
+**Seeds** {", ".join(map(str, seeds))} for every cell; tables give the mean and, in
 brackets, the lowest and highest seed. Lengths are drawn in two ways: **uniform** over 1..{max_len}, where
 position p appears only in sources longer than p (the last one in 1 source of {max_len}), and
 **long**, half of the sources at length {max_len} and the rest uniform, so every position is seen
@@ -282,13 +328,13 @@ are decoded greedily. Derivations: [GRU](../derivations/gru.md),
 
 ![exact match by length, per seed, and step time](rnn_vs_transformer.png)
 
-{" ".join(shows)}
+{" ".join(numbers)}
 {("Runs that had not plateaued when the budget ran out: " + ", ".join(unplateaued) + ".") if unplateaued else "Every run had plateaued or reached the target within the budget."}
 
 ## Wall time per training step against length
 
 Milliseconds for one forward + backward pass on a batch of 64 sources of exactly length L
-(targets L + 1 tokens), the fastest of 5, with {threads} BLAS threads, on a CPU (no GPU was
+(targets L + 1 tokens), the fastest of 5, with {how_many(threads, 'BLAS thread')}, on a CPU (no GPU was
 available for this measurement). The last column counts the dependent steps of one forward
 pass at L={last}: the GRUs' S + T cell steps, each of which must wait for the one before, against
 the Transformer's 2 + 2 layers, each applied to all positions at once.
@@ -310,9 +356,9 @@ wherever it is defined: REINFORCE-style sampling of the attended position (Xu et
 
 ## What this shows
 
-With equal recipes, budgets and seeds, how exact match falls with length for each model, and
-whether seeing the longest positions more often changes the Transformer's result at the
-longest lengths; the figures are the means and ranges above.
+With one recipe, one step budget and {len(seeds)} seeds per cell:
+
+{lessons}
 
 ## What it does not show
 

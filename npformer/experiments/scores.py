@@ -19,10 +19,12 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 
-from npformer.experiments import DOCS, command, machine, markdown_table, pyplot, show_spread, spread, write_outputs
+from npformer.experiments import (DOCS, command, machine, markdown_table, overlaps, pyplot, show_spread, spread,
+                                  write_outputs)
 from npformer.layers.scores import SCORES
 from npformer.model import Transformer, TransformerConfig
 from npformer.layers.linear import linear_forward
@@ -34,13 +36,15 @@ def train_run(out_dir, reuse=False, **settings):
     """One training run to the target exact match (or the step limit); returns a summary dict
     read from the run's metrics (wall_s: the trainer's clock, evaluations included).
     reuse=True: a finished run already in out_dir with the same settings is read, not redone,
-    and an interrupted one is resumed from its checkpoint."""
+    and an interrupted one is resumed from its checkpoint, as is one of the same settings that
+    stopped at a smaller step budget (training does not depend on the budget, so it continues
+    exactly as one run with the larger budget would have)."""
     cfg = TrainConfig(**settings)
     metrics = os.path.join(out_dir, METRICS)
     state = _state(out_dir, cfg) if reuse else None
     if state != "finished":
-        if state == "unfinished":                                # an interrupted run of the same settings
-            trainer = Trainer.resume(out_dir)
+        if state == "unfinished":                                # interrupted, or a smaller budget
+            trainer = Trainer.resume(out_dir, steps=cfg.steps)
         else:
             os.makedirs(out_dir, exist_ok=True)
             if os.path.exists(metrics):
@@ -57,7 +61,8 @@ def train_run(out_dir, reuse=False, **settings):
 
 def _state(out_dir, cfg):
     """"finished" if out_dir holds a run of exactly cfg that stopped (at the target or the step
-    limit), "unfinished" if it holds one that was interrupted (it resumes exactly), else None."""
+    limit), "unfinished" if it holds one that was interrupted or that stopped at a smaller step
+    limit short of the target (it resumes exactly), else None."""
     from npformer.model.checkpoint import read
     path = os.path.join(out_dir, CHECKPOINT)
     if not os.path.exists(path):
@@ -65,7 +70,8 @@ def _state(out_dir, cfg):
     meta = read(path)[0].get("meta", {})
     if not isinstance(meta.get("train"), dict) or meta.get("step") is None:
         return None
-    if TrainConfig.from_dict(meta["train"]) != cfg:             # settings added later read as their defaults
+    saved = TrainConfig.from_dict(meta["train"])                 # settings added later read as their defaults
+    if replace(saved, steps=cfg.steps) != cfg or meta["step"] > cfg.steps:
         return None
     ev = meta.get("eval") or {}
     done = meta["step"] >= cfg.steps or ev.get("exact_match", 0) >= cfg.target
@@ -155,11 +161,6 @@ def summarise(runs, label):
     return {"label": label, "seeds": len(mine), "reached": len(reached),
             "steps": spread(reached), "final": spread([r["exact_match"] for r in mine]),
             "best": spread([max(e for _, e in r["curve"]) for r in mine])}
-
-
-def overlaps(a, b):
-    """Do two (mean, lo, hi) ranges overlap?"""
-    return a is not None and b is not None and a[1] <= b[2] and b[1] <= a[2]
 
 
 def groups(labels, summary):
