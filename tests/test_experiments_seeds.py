@@ -65,19 +65,24 @@ def test_a_larger_budget_continues_a_finished_run_exactly(tmp_path):
 
     def rows():
         return (tmp_path / "a" / METRICS).read_text().splitlines()
-    short = train_run(str(tmp_path / "a"), reuse=True, steps=4, **RUN)
+    short = train_run(str(tmp_path / "a"), steps=4, **RUN)
     first = rows()
     assert short["step"] == 4 and len(first) == 2
-    longer = train_run(str(tmp_path / "a"), reuse=True, steps=8, **RUN)     # continues from step 4
+    longer = train_run(str(tmp_path / "a"), steps=8, **RUN)     # continues from step 4
     assert rows()[:2] == first                                  # steps 2 and 4 kept, wall times and all
-    once = train_run(str(tmp_path / "b"), reuse=True, steps=8, **RUN)       # one run with the larger budget
+    once = train_run(str(tmp_path / "b"), steps=8, **RUN)       # one run with the larger budget
     assert [s for s, _ in longer["curve"]] == [2, 4, 6, 8] and longer["curve"] == once["curve"]
     a, b = load(str(tmp_path / "a" / CHECKPOINT)), load(str(tmp_path / "b" / CHECKPOINT))
     for name, p in a.parameters().items():
         same_run(p, b.parameters()[name], name)
-    again = train_run(str(tmp_path / "a"), reuse=True, steps=8, **RUN)      # finished: read, not redone
+    again = train_run(str(tmp_path / "a"), steps=8, **RUN)      # finished: read, not redone
     assert again["curve"] == longer["curve"] and again["wall_s"] == longer["wall_s"]
-    other = train_run(str(tmp_path / "a"), reuse=True, steps=8, **{**RUN, "lr": 5e-3})  # other settings: redone
-    assert [s for s, _ in other["curve"]] == [2, 4, 6, 8]
-    redone = load(str(tmp_path / "a" / CHECKPOINT))
-    assert not all(np.array_equal(p, b.parameters()[name]) for name, p in redone.parameters().items())
+    saved = rows()
+    for other in ({**RUN, "steps": 8, "lr": 5e-3}, {**RUN, "steps": 6}):   # other settings; past the budget
+        with pytest.raises(SystemExit, match="holds a run of other settings than this experiment's"):
+            train_run(str(tmp_path / "a"), **other)
+    assert rows() == saved                                     # nothing overwritten
+    (tmp_path / "a" / CHECKPOINT).unlink()
+    with pytest.raises(SystemExit, match="no model.npz to resume from"):
+        train_run(str(tmp_path / "a"), steps=8, **RUN)
+    assert rows() == saved

@@ -231,7 +231,7 @@ def main(argv=None):
                 key = (name, sampling, seed)
                 print(f"{LABELS[name]}, lengths {sampling}, seed {seed}", flush=True)
                 run_dir = os.path.join(args.runs, f"{name}_{sampling}_seed{seed}")
-                trained[key] = train_run(run_dir, reuse=True, model=name, lengths=sampling, seed=seed, **common)
+                trained[key] = train_run(run_dir, model=name, lengths=sampling, seed=seed, **common)
                 model = load(os.path.join(run_dir, CHECKPOINT))
                 params[name] = sum(int(p.size) for p in model.parameters().values())
                 accuracy[key] = by_length(model, lengths, args.eval_size)

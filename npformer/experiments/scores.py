@@ -32,23 +32,21 @@ from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer
 from npformer.train.tasks import Task, make_batch
 
 
-def train_run(out_dir, reuse=False, **settings):
+def train_run(out_dir, **settings):
     """One training run to the target exact match (or the step limit); returns a summary dict
     read from the run's metrics (wall_s: the trainer's clock, evaluations included).
-    reuse=True: a finished run already in out_dir with the same settings is read, not redone,
-    and an interrupted one is resumed from its checkpoint, as is one of the same settings that
-    stopped at a smaller step budget (training does not depend on the budget, so it continues
-    exactly as one run with the larger budget would have)."""
+    A finished run already in out_dir with the same settings is read, not redone; an interrupted
+    one is resumed from its checkpoint, as is one of the same settings that stopped at a smaller
+    step budget (training does not depend on the budget, so it continues exactly as one run with
+    the larger budget would have). A run of other settings is never overwritten: SystemExit."""
     cfg = TrainConfig(**settings)
     metrics = os.path.join(out_dir, METRICS)
-    state = _state(out_dir, cfg) if reuse else None
+    state = _state(out_dir, cfg)
     if state != "finished":
         if state == "unfinished":                                # interrupted, or a smaller budget
             trainer = Trainer.resume(out_dir, steps=cfg.steps)
         else:
             os.makedirs(out_dir, exist_ok=True)
-            if os.path.exists(metrics):
-                os.remove(metrics)
             trainer = Trainer(cfg, out_dir=out_dir)
         trainer.run(progress=False, write=lambda line: print("   ", line, flush=True))
     with open(metrics) as f:
@@ -62,17 +60,23 @@ def train_run(out_dir, reuse=False, **settings):
 def _state(out_dir, cfg):
     """"finished" if out_dir holds a run of exactly cfg that stopped (at the target or the step
     limit), "unfinished" if it holds one that was interrupted or that stopped at a smaller step
-    limit short of the target (it resumes exactly), else None."""
+    limit short of the target (it resumes exactly), None if it holds no run. A run of other
+    settings (or one trained past cfg's budget) is an error, not something to overwrite."""
     from npformer.model.checkpoint import read
     path = os.path.join(out_dir, CHECKPOINT)
     if not os.path.exists(path):
+        if os.path.exists(os.path.join(out_dir, METRICS)):
+            raise SystemExit(f"{out_dir} holds a run's metrics but no {CHECKPOINT} to resume from: move it away, "
+                             "or choose another --runs.")
         return None
     meta = read(path)[0].get("meta", {})
-    if not isinstance(meta.get("train"), dict) or meta.get("step") is None:
-        return None
-    saved = TrainConfig.from_dict(meta["train"])                 # settings added later read as their defaults
-    if replace(saved, steps=cfg.steps) != cfg or meta["step"] > cfg.steps:
-        return None
+    same = isinstance(meta.get("train"), dict) and isinstance(meta.get("step"), int)
+    if same:
+        saved = TrainConfig.from_dict(meta["train"])             # settings added later read as their defaults
+        same = replace(saved, steps=cfg.steps) == cfg and meta["step"] <= cfg.steps
+    if not same:
+        raise SystemExit(f"{out_dir} holds a run of other settings than this experiment's: move it away, or "
+                         "choose another --runs.")
     ev = meta.get("eval") or {}
     done = meta["step"] >= cfg.steps or ev.get("exact_match", 0) >= cfg.target
     return "finished" if done else "unfinished"
@@ -215,7 +219,7 @@ def main(argv=None):
     for group, label, name, extra in plan:
         for seed in seeds:
             print(f"{label}, seed {seed}", flush=True)
-            r = train_run(os.path.join(args.runs, f"{name}_seed{seed}"), reuse=True, seed=seed, **common, **extra)
+            r = train_run(os.path.join(args.runs, f"{name}_seed{seed}"), seed=seed, **common, **extra)
             r.update(group=group, label=label, seed=seed)
             runs.append(r)
             print(f"  {'reached 99%' if r['reached'] else 'did not reach 99%'} at step {r['step']}, "
