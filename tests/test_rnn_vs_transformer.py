@@ -40,7 +40,7 @@ def test_findings_read_the_comparisons_from_the_ranges():
                           "GRU + Bahdanau attention 0.05 (0.00-0.10), GRU, one context vector 0.00 (0.00-0.00).")
     text = " ".join(shows)
     assert ("Lengths drawn uniformly: the Transformer's lowest seed is above the GRU + attention's highest at "
-            "L=4 and 64; the two models' ranges overlap at L=16.") in text
+            "L=4 and 64; the Transformer's and the GRU + attention's ranges overlap at L=16.") in text
     assert "exact match at L=64 is 0.80 against 0.35: higher, and the seeds' ranges do not overlap" in text
     assert ("is below 0.05 in every seed from L=16 on; at L=16 the lowest seed of each attention model is above "
             "its highest.") in text
@@ -53,7 +53,7 @@ def test_findings_say_overlap_and_never_claim_a_collapse_that_recovers():
                 tf_long=[(0.9, 0.8, 1.0), (0.9, 0.8, 1.0), (0.5, 0.3, 0.7)],
                 att_long=None, rnn_long=None)
     numbers, shows = findings(s, ["transformer", "rnn-attention", "rnn"], ["uniform", "long"][:1], LENGTHS)
-    assert shows == ["Lengths drawn uniformly: the two models' ranges overlap at L=4, 16 and 64.",
+    assert shows == ["Lengths drawn uniformly: the Transformer's and the GRU + attention's ranges overlap at L=4, 16 and 64.",
                      "The GRU with one context vector, whose decoder sees the source only through one vector, "
                      "is below 0.05 in every seed from L=64 on; at L=64 the lowest seed of each attention model "
                      "is above its highest."]
