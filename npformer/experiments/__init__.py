@@ -83,6 +83,13 @@ def words(names):
     return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def other_settings(run_dir):
+    """The stop for a run folder that holds a run of other settings than the experiment's: it is
+    never overwritten. `raise other_settings(run_dir)`."""
+    return SystemExit(f"{run_dir} holds a run of other settings than this experiment's: move it away, or "
+                      "choose another --runs.")
+
+
 def how_many(n, unit):
     """'one core' / '2 cores': a count with its unit."""
     return f"one {unit}" if n == 1 else f"{n} {unit}s"

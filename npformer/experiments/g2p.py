@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 from npformer.backend import blas_threads
-from npformer.experiments import DOCS, how_many, markdown_table, pyplot, spread, write_outputs
+from npformer.experiments import DOCS, how_many, markdown_table, other_settings, pyplot, spread, write_outputs
 from npformer.model.checkpoint import read
 from npformer.train.g2p_trainer import TEST
 from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer, fresh
@@ -58,8 +58,7 @@ def state(run_dir, cfg, torch):
         return None
     saved = TrainConfig.from_dict(read(ckpt)[0]["meta"]["train"])
     if saved != cfg:
-        raise SystemExit(f"{run_dir} holds a run of other settings than this experiment's: move it away, or "
-                         "choose another --runs.")
+        raise other_settings(run_dir)
     return "finished" if os.path.exists(os.path.join(run_dir, TEST)) else "unfinished"
 
 

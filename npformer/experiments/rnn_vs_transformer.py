@@ -174,9 +174,9 @@ def findings(summary, models, samplings, lengths):
         if gone:
             text = (f"The GRU with one context vector, whose decoder sees the source only through one vector, is "
                     f"below 0.05 in every seed from L={gone[0]} on")
-            attention = [n for n in ("transformer", "rnn-attention") if n in models]
-            above = [L for L in lengths[lengths.index(gone[0]):]
-                     if attention and all(L in ahead(summary[n, samplings[0]], m, lengths)[0] for n in attention)]
+            over = [set(ahead(summary[n, samplings[0]], m, lengths)[0])       # each attention model's lead
+                    for n in ("transformer", "rnn-attention") if n in models]
+            above = [L for L in lengths[lengths.index(gone[0]):] if over and all(L in o for o in over)]
             if above:
                 text += (f"; at {at_lengths(above)} the lowest seed of each attention model is above its highest")
             shows.append(text + ".")

@@ -23,8 +23,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from npformer.experiments import (DOCS, command, machine, markdown_table, overlaps, pyplot, show_spread, spread,
-                                  write_outputs)
+from npformer.experiments import (DOCS, command, machine, markdown_table, other_settings, overlaps, pyplot,
+                                  show_spread, spread, write_outputs)
 from npformer.layers.scores import SCORES
 from npformer.model import Transformer, TransformerConfig
 from npformer.layers.linear import linear_forward
@@ -70,13 +70,11 @@ def _state(out_dir, cfg):
                              "or choose another --runs.")
         return None
     meta = read(path)[0].get("meta", {})
-    same = isinstance(meta.get("train"), dict) and isinstance(meta.get("step"), int)
-    if same:
-        saved = TrainConfig.from_dict(meta["train"])             # settings added later read as their defaults
-        same = replace(saved, steps=cfg.steps) == cfg and meta["step"] <= cfg.steps
-    if not same:
-        raise SystemExit(f"{out_dir} holds a run of other settings than this experiment's: move it away, or "
-                         "choose another --runs.")
+    if not (isinstance(meta.get("train"), dict) and isinstance(meta.get("step"), int)):
+        raise other_settings(out_dir)
+    saved = TrainConfig.from_dict(meta["train"])                 # settings added later read as their defaults
+    if replace(saved, steps=cfg.steps) != cfg or meta["step"] > cfg.steps:
+        raise other_settings(out_dir)
     ev = meta.get("eval") or {}
     done = meta["step"] >= cfg.steps or ev.get("exact_match", 0) >= cfg.target
     return "finished" if done else "unfinished"
