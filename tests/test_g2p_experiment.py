@@ -79,3 +79,18 @@ def test_report_names_the_missing_runs_and_a_stopped_run_resumes(tmp_path, lexic
     other[other.index(RECIPE)] = json.dumps({**json.loads(RECIPE), "d_model": 8})
     with pytest.raises(SystemExit, match="other settings"):
         g2p.main(other)
+
+
+def test_a_checkpoint_no_training_run_wrote_stops_with_one_sentence_and_stays(tmp_path, lexicon_path):
+    from npformer.model import Transformer, TransformerConfig
+    from npformer.model.checkpoint import save
+    run = tmp_path / "runs" / "transformer_seed0"
+    run.mkdir(parents=True)
+    save(Transformer(TransformerConfig(11, 9, d_model=16), seed=0), str(run / "model.npz"))  # weights only
+    argv = _argv(tmp_path, lexicon_path, "--run", "transformer_seed0")
+    for expected in ("holds a run of other settings than this experiment's", "Move .* away, or choose another --runs"):
+        before = (run / "model.npz").read_bytes()
+        with pytest.raises(SystemExit, match=expected) as stop:
+            g2p.main(argv)
+        assert "\n" not in str(stop.value) and (run / "model.npz").read_bytes() == before
+        (run / "model.npz").write_bytes(before[: len(before) // 2])     # then a truncated checkpoint

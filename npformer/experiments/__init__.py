@@ -90,6 +90,22 @@ def other_settings(run_dir):
                       "choose another --runs.")
 
 
+def saved_run(run_dir):
+    """(TrainConfig, meta) of the training run whose checkpoint run_dir holds, meta being its
+    header's (meta["step"] the steps it took). A checkpoint that cannot be read, or that no
+    training run wrote, stops the command with one sentence; it is never overwritten."""
+    from npformer.errors import NpformerError
+    from npformer.model.checkpoint import read
+    from npformer.train.loop import CHECKPOINT, TrainConfig
+    try:
+        meta = read(os.path.join(run_dir, CHECKPOINT))[0].get("meta", {})
+        if not (isinstance(meta.get("train"), dict) and isinstance(meta.get("step"), int)):
+            raise other_settings(run_dir)
+        return TrainConfig.from_dict(meta["train"]), meta
+    except NpformerError as e:
+        raise SystemExit(f"{e} Move {run_dir} away, or choose another --runs.")
+
+
 def how_many(n, unit):
     """'one core' / '2 cores': a count with its unit."""
     return f"one {unit}" if n == 1 else f"{n} {unit}s"

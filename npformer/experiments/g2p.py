@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 from npformer.backend import blas_threads
-from npformer.experiments import DOCS, how_many, markdown_table, other_settings, pyplot, spread, write_outputs
+from npformer.experiments import DOCS, how_many, markdown_table, other_settings, pyplot, saved_run, spread, write_outputs
 from npformer.model.checkpoint import read
 from npformer.train.g2p_trainer import TEST
 from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer, fresh
@@ -53,11 +53,9 @@ def state(run_dir, cfg, torch):
     A folder holding a run of other settings is an error, not something to overwrite."""
     if torch:
         return "finished" if os.path.exists(os.path.join(run_dir, TORCH)) else None
-    ckpt = os.path.join(run_dir, CHECKPOINT)
-    if not os.path.exists(ckpt):
+    if not os.path.exists(os.path.join(run_dir, CHECKPOINT)):
         return None
-    saved = TrainConfig.from_dict(read(ckpt)[0]["meta"]["train"])
-    if saved != cfg:
+    if saved_run(run_dir)[0] != cfg:
         raise other_settings(run_dir)
     return "finished" if os.path.exists(os.path.join(run_dir, TEST)) else "unfinished"
 

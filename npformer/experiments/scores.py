@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from npformer.experiments import (DOCS, command, machine, markdown_table, other_settings, overlaps, pyplot,
+from npformer.experiments import (DOCS, command, machine, markdown_table, other_settings, overlaps, pyplot, saved_run,
                                   show_spread, spread, write_outputs)
 from npformer.layers.scores import SCORES
 from npformer.model import Transformer, TransformerConfig
@@ -62,17 +62,12 @@ def _state(out_dir, cfg):
     limit), "unfinished" if it holds one that was interrupted or that stopped at a smaller step
     limit short of the target (it resumes exactly), None if it holds no run. A run of other
     settings (or one trained past cfg's budget) is an error, not something to overwrite."""
-    from npformer.model.checkpoint import read
-    path = os.path.join(out_dir, CHECKPOINT)
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(out_dir, CHECKPOINT)):
         if os.path.exists(os.path.join(out_dir, METRICS)):
             raise SystemExit(f"{out_dir} holds a run's metrics but no {CHECKPOINT} to resume from: move it away, "
                              "or choose another --runs.")
         return None
-    meta = read(path)[0].get("meta", {})
-    if not (isinstance(meta.get("train"), dict) and isinstance(meta.get("step"), int)):
-        raise other_settings(out_dir)
-    saved = TrainConfig.from_dict(meta["train"])                 # settings added later read as their defaults
+    saved, meta = saved_run(out_dir)                             # settings added later read as their defaults
     if replace(saved, steps=cfg.steps) != cfg or meta["step"] > cfg.steps:
         raise other_settings(out_dir)
     ev = meta.get("eval") or {}
