@@ -4,6 +4,7 @@ were. One test per kind; each asserts the message and a snapshot of the files be
 
 import errno
 import json
+import math
 import os
 import subprocess
 import sys
@@ -190,6 +191,24 @@ def test_a_finite_divergence_stops_and_saves_nothing(work, capsys):
     line = one_line_error(capsys, ["train", *TINY, "--lr", "1e3", "--steps", "400", "--eval-every", "50"],
                           "training diverged at step", "10 times its best", "no checkpoint had been written yet", code=1)
     assert files(work) == {}, line                               # not even the run folder
+
+
+def test_a_rise_below_a_tenth_of_a_uniform_guess_is_not_divergence(tmp_path):
+    """Ten times a best near zero is not a breakdown; the loss must also pass ln V / factor."""
+    from npformer.train.loop import TrainingDiverged
+    trainer = fresh(TrainConfig(d_model=16, n_heads=2, d_ff=32, n_layers=1, max_len=4, batch_size=8, steps=6),
+                    str(tmp_path / "run"))
+    floor = math.log(trainer.model.cfg.tgt_vocab) / trainer.cfg.diverge_factor
+    for step in range(1, 1001):                                  # settles at 0.004, far below the floor
+        trainer._watch_loss(0.004, step)
+    rise = 0.9 * floor                                           # 20x the best, still under the floor
+    for step in range(1001, 2001):
+        trainer._watch_loss(rise, step)
+    assert trainer.guard["above"] == 0
+    with pytest.raises(TrainingDiverged, match="training diverged at step"):
+        for step in range(2001, 3001):                           # past both bars: stops within ~100 steps
+            trainer._watch_loss(1.1 * floor, step)
+    assert step < 2001 + 100 + 200
 
 
 def test_an_evaluation_that_falls_is_not_saved(tmp_path, monkeypatch):

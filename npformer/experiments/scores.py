@@ -28,7 +28,7 @@ from npformer.experiments import (DOCS, command, machine, markdown_table, other_
 from npformer.layers.scores import SCORES
 from npformer.model import Transformer, TransformerConfig
 from npformer.layers.linear import linear_forward
-from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer
+from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer, TrainingDiverged
 from npformer.train.tasks import Task, make_batch
 
 
@@ -38,7 +38,8 @@ def train_run(out_dir, **settings):
     A finished run already in out_dir with the same settings is read, not redone; an interrupted
     one is resumed from its checkpoint, as is one of the same settings that stopped at a smaller
     step budget (training does not depend on the budget, so it continues exactly as one run with
-    the larger budget would have). A run of other settings is never overwritten: SystemExit."""
+    the larger budget would have). A run of other settings is never overwritten, and a run that
+    diverges keeps its checkpoint: SystemExit with one sentence."""
     cfg = TrainConfig(**settings)
     metrics = os.path.join(out_dir, METRICS)
     state = _state(out_dir, cfg)
@@ -48,7 +49,10 @@ def train_run(out_dir, **settings):
         else:
             os.makedirs(out_dir, exist_ok=True)
             trainer = Trainer(cfg, out_dir=out_dir)
-        trainer.run(progress=False, write=lambda line: print("   ", line, flush=True))
+        try:
+            trainer.run(progress=False, write=lambda line: print("   ", line, flush=True))
+        except TrainingDiverged as e:                            # its checkpoint is kept; one sentence
+            raise SystemExit(f"{out_dir}: {e}")
     with open(metrics) as f:
         curve = [json.loads(line) for line in f if line.strip()]
     last = curve[-1]

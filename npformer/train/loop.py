@@ -20,7 +20,8 @@ fixed order).
 
 Divergence is caught before it is saved (training.md, "When training diverges"): the run stops
 when the loss is not finite, or when its running average (over about 50 steps) has stayed above
-diverge_factor times its best for diverge_steps steps in a row. An evaluation while the
+diverge_factor times its best, and above ln V / diverge_factor (V target symbols), for
+diverge_steps steps in a row. An evaluation while the
 running average is above that bar is scored but not saved, and a checkpoint is never written
 whose held-out exact match is more than diverge_drop below the last one saved.
 """
@@ -426,14 +427,18 @@ class Trainer:
 
     def _watch_loss(self, loss, step):
         """Raise TrainingDiverged once the running-average loss has stayed above diverge_factor
-        times its best for diverge_steps steps in a row (before this step changes anything)."""
+        times its best, and above ln V / diverge_factor, for diverge_steps steps in a row (before
+        this step changes anything)."""
         g, beta, factor = self.guard, LOSS_AVERAGE_BETA, self.cfg.diverge_factor
         g["n"] += 1
         g["avg"] = beta * g["avg"] + (1 - beta) * loss
         avg = g["avg"] / (1 - beta ** g["n"])                    # bias-corrected, as Adam's moments are
         if avg < g["best"]:
             g["best"], g["best_step"] = avg, step
-        g["above"] = g["above"] + 1 if factor and avg > factor * g["best"] else 0
+        # below ln V / factor (V target symbols; ln V is the loss of a uniform guess) a rise is a
+        # bad stretch of batches late in training, not divergence: 0.004 to 0.04 is no breakdown
+        bar = max(factor * g["best"], math.log(self.model.cfg.tgt_vocab) / factor) if factor else math.inf
+        g["above"] = g["above"] + 1 if avg > bar else 0
         if g["above"] >= self.cfg.diverge_steps:
             raise TrainingDiverged(f"training diverged at step {step}: {self._above_bar()} for {g['above']} "
                                    f"steps; {self._kept()} Try a lower --lr or a tighter --clip.")
