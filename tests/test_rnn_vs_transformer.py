@@ -36,12 +36,12 @@ def test_findings_read_the_comparisons_from_the_ranges():
                 rnn_long=[(0.4, 0.3, 0.5), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)])
     models = ["transformer", "rnn-attention", "rnn"]
     numbers, shows = findings(s, models, ["uniform", "long"], LENGTHS)
-    assert numbers[0] == ("At L=64, trained on lengths drawn uniformly: Transformer 0.35 (0.26-0.50), "
-                          "GRU + Bahdanau attention 0.05 (0.00-0.10), GRU, one context vector 0.00 (0.00-0.00).")
+    assert numbers[0] == ("At L=64, trained on lengths drawn uniformly: Transformer 0.350 (0.260-0.500), "
+                          "GRU + Bahdanau attention 0.050 (0.000-0.100), GRU, one context vector 0.000 (0.000-0.000).")
     text = " ".join(shows)
     assert ("Lengths drawn uniformly: the Transformer's lowest seed is above the GRU + attention's highest at "
             "L=4 and 64; the Transformer's and the GRU + attention's ranges overlap at L=16.") in text
-    assert "exact match at L=64 is 0.80 against 0.35: higher, and the seeds' ranges do not overlap" in text
+    assert "exact match at L=64 is 0.800 against 0.350: higher, and the seeds' ranges do not overlap" in text
     assert ("is below 0.05 in every seed from L=16 on; at L=16 the lowest seed of each attention model is above "
             "its highest.") in text
 
@@ -60,7 +60,7 @@ def test_findings_say_overlap_and_never_claim_a_collapse_that_recovers():
     s["rnn-attention", "long"] = s["rnn-attention", "uniform"]
     s["rnn", "long"] = s["rnn", "uniform"]
     _, shows = findings(s, ["transformer", "rnn-attention", "rnn"], ["uniform", "long"], LENGTHS)
-    assert "is 0.50 against 0.40: not clearly different (the ranges overlap)" in " ".join(shows)
+    assert "is 0.500 against 0.400: not clearly different (the ranges overlap)" in " ".join(shows)
 
 
 def test_step_times_fastest_first_with_ratios():

@@ -145,7 +145,7 @@ def findings(summary, models, samplings, lengths):
     last = lengths[-1]
     numbers, shows = [], []
     for sampling in samplings:
-        parts = [f"{LABELS[name]} {m[0]:.2f} ({m[1]:.2f}-{m[2]:.2f})" for name in models
+        parts = [f"{LABELS[name]} {m[0]:.3f} ({m[1]:.3f}-{m[2]:.3f})" for name in models
                  if (m := summary[name, sampling][last])]
         numbers.append(f"At L={last}, trained on lengths drawn {SAMPLING_TEXT[sampling]}: " + ", ".join(parts) + ".")
         if {"transformer", "rnn-attention"} <= set(models):
@@ -167,7 +167,7 @@ def findings(summary, models, samplings, lengths):
                        "lengths coming from how rarely the last positions are seen" if g[1] > u[2] else
                        "not clearly different (the ranges overlap)" if overlaps(u, g) else "lower")
             shows.append(f"Drawing half of the lengths at the longest, the Transformer's exact match at L={last} is "
-                         f"{g[0]:.2f} against {u[0]:.2f}: {verdict}.")
+                         f"{g[0]:.3f} against {u[0]:.3f}: {verdict}.")
     if "rnn" in models:
         m = summary["rnn", samplings[0]]
         gone = [L for i, L in enumerate(lengths) if all(m[k] and m[k][2] < 0.05 for k in lengths[i:])]
@@ -266,7 +266,7 @@ def main(argv=None):
                              show_spread([r["step"] for r in runs]),
                              f"{sum(plateaued(r['curve']) or r['reached'] for r in runs)} of {len(runs)}",
                              show_spread([r["wall_s"] for r in runs])]
-                            + [show_spread(over_seeds(accuracy, name, sampling, L), 2) for L in lengths])
+                            + [show_spread(over_seeds(accuracy, name, sampling, L), 3) for L in lengths])
     seq_steps = {"transformer": lambda L: "4 layers", "rnn-attention": lambda L: f"{2 * L + 1}",
                  "rnn": lambda L: f"{2 * L + 1}"}
     first, last = lengths[0], lengths[-1]
@@ -279,13 +279,13 @@ def main(argv=None):
             if not wheres:
                 continue
             hard_rows.append([LABELS[name], "softmax (as trained)"]
-                             + [show_spread(over_seeds(accuracy, name, sampling, L), 2) for L in lengths])
+                             + [show_spread(over_seeds(accuracy, name, sampling, L), 3) for L in lengths])
             for where in wheres:
                 place = {"cross": "cross-attention only", "all": "every attention"}[where]
                 if name != "transformer":
                     place = "the attention"
                 hard_rows.append([LABELS[name], f"argmax in {place}"]
-                                 + [show_spread(over_seeds(hard, name, sampling, L, (where,)), 2) for L in lengths])
+                                 + [show_spread(over_seeds(hard, name, sampling, L, (where,)), 3) for L in lengths])
 
     summary = {(name, sampling): {L: spread(over_seeds(accuracy, name, sampling, L)) for L in lengths}
                for sampling in samplings for name in models}
@@ -320,7 +320,8 @@ brackets, the lowest and highest seed. Lengths are drawn in two ways: **uniform*
 position p appears only in sources longer than p (the last one in 1 source of {max_len}), and
 **long**, half of the sources at length {max_len} and the rest uniform, so every position is seen
 in at least half of the sources. After training, {args.eval_size} fresh sources of each exact length
-are decoded greedily. Derivations: [GRU](../derivations/gru.md),
+are decoded greedily (so exact match moves in steps of {1 / args.eval_size:g}, one source, and is shown
+to 3 decimals). Derivations: [GRU](../derivations/gru.md),
 [RNN with attention](../derivations/rnn_attention.md).
 
 ## Exact match by source length
