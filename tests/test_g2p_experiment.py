@@ -94,3 +94,12 @@ def test_a_checkpoint_no_training_run_wrote_stops_with_one_sentence_and_stays(tm
             g2p.main(argv)
         assert "\n" not in str(stop.value) and (run / "model.npz").read_bytes() == before
         (run / "model.npz").write_bytes(before[: len(before) // 2])     # then a truncated checkpoint
+
+
+def test_a_run_that_diverges_stops_with_one_sentence(tmp_path, lexicon_path):
+    argv = _argv(tmp_path, lexicon_path, "--run", "transformer_seed0")
+    argv[argv.index(RECIPE)] = json.dumps({**json.loads(RECIPE), "lr": 1e3, "warmup": 1})
+    said = r"transformer_seed0: (the loss became|training (diverged|ended at step \d+ diverging))"
+    with pytest.raises(SystemExit, match=said) as stop:
+        g2p.main(argv)
+    assert "\n" not in str(stop.value)

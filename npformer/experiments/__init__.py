@@ -106,6 +106,16 @@ def saved_run(run_dir):
         raise SystemExit(f"{e} Move {run_dir} away, or choose another --runs.")
 
 
+def train_to_end(trainer, run_dir):
+    """Run a Trainer to its end, each line of its progress printed indented. A run that diverges
+    keeps its last checkpoint and stops the command with one sentence."""
+    from npformer.train.loop import TrainingDiverged
+    try:
+        trainer.run(progress=False, write=lambda line: print("   ", line, flush=True))
+    except TrainingDiverged as e:
+        raise SystemExit(f"{run_dir}: {e}")
+
+
 def how_many(n, unit):
     """'one core' / '2 cores': a count with its unit."""
     return f"one {unit}" if n == 1 else f"{n} {unit}s"

@@ -25,7 +25,8 @@ import sys
 import numpy as np
 
 from npformer.backend import blas_threads
-from npformer.experiments import DOCS, how_many, markdown_table, other_settings, pyplot, saved_run, spread, write_outputs
+from npformer.experiments import (DOCS, how_many, markdown_table, other_settings, pyplot, saved_run, spread,
+                                  train_to_end, write_outputs)
 from npformer.model.checkpoint import read
 from npformer.train.g2p_trainer import TEST
 from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer, fresh
@@ -63,16 +64,15 @@ def state(run_dir, cfg, torch):
 def train(run_dir, cfg, torch, threads, resume):
     """Train one run to its end, or resume it (resume: its checkpoint is of exactly cfg); every
     line of its progress is printed."""
-    log = lambda line: print("   ", line, flush=True)
     if torch:
         from npformer.experiments.g2p_torch import train as train_torch
-        record = train_torch(cfg, cfg.time_budget, threads, log=log)
+        record = train_torch(cfg, cfg.time_budget, threads, log=lambda line: print("   ", line, flush=True))
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, TORCH), "w") as f:
             json.dump(record, f, indent=1)
         return
     trainer = Trainer.resume(run_dir) if resume else fresh(cfg, run_dir)
-    trainer.run(progress=False, write=log)                      # writes test.json at its end
+    train_to_end(trainer, run_dir)                              # writes test.json at its end
 
 
 def summary(run_dir, torch):

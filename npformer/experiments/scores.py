@@ -24,11 +24,11 @@ from dataclasses import replace
 import numpy as np
 
 from npformer.experiments import (DOCS, command, machine, markdown_table, other_settings, overlaps, pyplot, saved_run,
-                                  show_spread, spread, write_outputs)
+                                  show_spread, spread, train_to_end, write_outputs)
 from npformer.layers.scores import SCORES
 from npformer.model import Transformer, TransformerConfig
 from npformer.layers.linear import linear_forward
-from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer, TrainingDiverged
+from npformer.train.loop import CHECKPOINT, METRICS, TrainConfig, Trainer
 from npformer.train.tasks import Task, make_batch
 
 
@@ -49,10 +49,7 @@ def train_run(out_dir, **settings):
         else:
             os.makedirs(out_dir, exist_ok=True)
             trainer = Trainer(cfg, out_dir=out_dir)
-        try:
-            trainer.run(progress=False, write=lambda line: print("   ", line, flush=True))
-        except TrainingDiverged as e:                            # its checkpoint is kept; one sentence
-            raise SystemExit(f"{out_dir}: {e}")
+        train_to_end(trainer, out_dir)
     with open(metrics) as f:
         curve = [json.loads(line) for line in f if line.strip()]
     last = curve[-1]
